@@ -249,10 +249,10 @@ def _cpu_small() -> Config:
     return Config(name="cpu-small", model=ModelConfig(hidden_size=256, depth=6, num_heads=4),
                   train=TrainConfig(steps=3000))
 
-def _elf_b(name: str, data: DataConfig) -> Config:
-    A, L = 200, 128   # 16 s of audio at k=4 (80 ms a slot); 128 T5 tokens of text
+def _elf_b(name: str, data: DataConfig, A: int, L: int) -> Config:
+    "ELF-B at paper scale: A audio slots (80 ms each at k=4) + L T5 text slots; Whisper large-v3 on the best device."
     return Config(name=name,
-        whisper=WhisperConfig(name="large-v3", device="cuda"),
+        whisper=WhisperConfig(name="large-v3", device="auto"),
         latent=LatentConfig(encoder="t5-small", max_len=L, latent_std=0.2),
         projector=ProjectorConfig(stack=4, n_slots=A),
         model=ModelConfig(text_encoder_dim=512, max_length=A + L, hidden_size=768, depth=12, num_heads=12,
@@ -264,8 +264,10 @@ def _elf_b(name: str, data: DataConfig) -> Config:
 PRESETS = {
     "cpu-tiny": _cpu_tiny,
     "cpu-small": _cpu_small,
-    "elf-b-librispeech": lambda: _elf_b("elf-b-librispeech", DataConfig(source="librispeech", task="asr", batch_size=512, max_words=60)),
-    "elf-b-covost2": lambda: _elf_b("elf-b-covost2", DataConfig(source="covost2", task="s2tt", src_lang="de", batch_size=512, max_words=60)),
+    # LibriSpeech utterances run up to ~35 s: A=375 slots = Whisper's whole 30 s window (16 s would cut many); 128 tokens
+    "elf-b-librispeech": lambda: _elf_b("elf-b-librispeech", DataConfig(source="librispeech", task="asr", batch_size=512, max_words=60), A=375, L=128),
+    # Common Voice clips are short: 16 s of audio; one English sentence fits ELF De-En's 64 target tokens
+    "elf-b-covost2": lambda: _elf_b("elf-b-covost2", DataConfig(source="covost2", task="s2tt", src_lang="de", batch_size=512, max_words=40), A=200, L=64),
 }
 
 def get_preset(name: str) -> Config:
