@@ -125,6 +125,9 @@ def test_bad_inputs_get_clear_errors():
     assert not hasattr(no_sc, "self_cond_proj")
     with pytest.raises(ModelInputError, match="64 channels"):
         no_sc(torch.randn(1, 16, 64), torch.rand(1))
+    with pytest.raises(UserError, match="even width"):
+        ELF(dataclasses.replace(TINY, hidden_size=60, num_heads=4))   # head_dim 15: RoPE needs pairs
+    assert ELF(dataclasses.replace(TINY, hidden_size=60, num_heads=6)).n_params > 0   # head_dim 10 is fine
 
 
 def test_load_checkpoint_layouts(tmp_path):
