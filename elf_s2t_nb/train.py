@@ -17,11 +17,11 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from .core import (Config, ConfigError, FlowConfig, TrainConfig, UserError, atomic_write_text, get_device,
-                             save_config, seed_everything)
+from .core import Config, ConfigError, FlowConfig, TrainConfig, UserError
+from .core import atomic_write_text, get_device, save_config, seed_everything
 from .flow import training_loss
-from .run_state import (CKPT_NAME, BatchStream, DistInfo, init_distributed, load_checkpoint, load_ema,
-                                  mean_over_ranks, rng_state, save_checkpoint, set_rng_state, unwrap)
+from .run_state import CKPT_NAME, BatchStream, DistInfo, init_distributed, load_checkpoint, load_ema
+from .run_state import mean_over_ranks, rng_state, save_checkpoint, set_rng_state, unwrap
 
 # %% auto #0
 __all__ = ['split_params', 'Optimizers', 'make_optimizer', 'lr_at', 'set_lr', 'EMA', 'autocast_for', 'setup_precision', 'ElfS2T',
