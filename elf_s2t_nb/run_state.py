@@ -42,38 +42,40 @@ def set_rng_state(st: dict, gen: torch.Generator | None = None):
     if gen is not None and st["gen"] is not None: gen.set_state(st["gen"])
 
 # %% ../nbs/09a_run_state.ipynb #eaa8b583
+def _whole_batch(batch): return batch
+
 class BatchStream:
-    "Endless seeded batches over `dataset`: epoch e follows permutation(seed, e); `state_dict` = (epoch, pos)."
-    def __init__(self, dataset, batch_size: int, collate_fn: Callable | None = None, seed: int = 0,
-                 shuffle: bool = True, num_workers: int = 0, rank: int = 0, world_size: int = 1):
+    "Endless seeded batches over `dataset`: epoch e follows permutation(seed, e) or `batcher(e)`; state = (epoch, pos)."
+    def __init__(self, dataset, batch_size: int, collate_fn: Callable | None = None, seed: int = 0, shuffle: bool = True,
+                 num_workers: int = 0, rank: int = 0, world_size: int = 1, batcher: Callable | None = None):
         if not 0 < batch_size <= len(dataset):
             raise ConfigError(f"batch size {batch_size} must be between 1 and the dataset size {len(dataset)}")
         self.dataset, self.batch_size, self.seed, self.shuffle, self.num_workers = dataset, batch_size, seed, shuffle, num_workers
-        self.collate = collate_fn or torch.utils.data.default_collate
-        self.epoch, self.pos = 0, 0
+        self.batcher, self.epoch, self.pos = batcher, 0, 0
+        self.collate = collate_fn or (_whole_batch if hasattr(dataset, "__getitems__") else torch.utils.data.default_collate)
         self.shard(rank, world_size)
     def shard(self, rank: int, world_size: int):
         "Hand out this process's slice of every global batch."
         if self.batch_size % world_size: raise ConfigError(f"batch size {self.batch_size} is not divisible by {world_size} processes")
         self.rank, self.world_size = rank, world_size
-    @property
-    def steps_per_epoch(self) -> int: return len(self.dataset) // self.batch_size
-    def order(self, epoch: int) -> torch.Tensor:
-        "The permutation of epoch `epoch` (identity without shuffling)."
-        n = len(self.dataset)
-        return torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)) if self.shuffle else torch.arange(n)
-    def index_batches(self, epoch: int, start: int = 0) -> list[list[int]]:
-        "This process's example indices for the global batches start.. of `epoch`."
-        perm, B, b = self.order(epoch), self.batch_size, self.batch_size // self.world_size
-        return [perm[k * B + self.rank * b: k * B + (self.rank + 1) * b].tolist() for k in range(start, self.steps_per_epoch)]
+    def global_batches(self, epoch: int) -> list[list[int]]:
+        "The full batches of `epoch`: `batcher(epoch)`, or consecutive slices of the seeded permutation."
+        if self.batcher is not None: return [list(map(int, b)) for b in self.batcher(epoch) if len(b) == self.batch_size]
+        n, B = len(self.dataset), self.batch_size
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)) if self.shuffle else torch.arange(n)
+        return [perm[k * B:(k + 1) * B].tolist() for k in range(n // B)]
+    def _fetch(self, ix: list[int]):
+        return self.collate(self.dataset.__getitems__(ix) if hasattr(self.dataset, "__getitems__") else [self.dataset[i] for i in ix])
     def __iter__(self):
         while True:
-            idx = self.index_batches(self.epoch, self.pos)
+            glob, b = self.global_batches(self.epoch), self.batch_size // self.world_size
+            if not glob: raise ConfigError(f"epoch {self.epoch} has no full batch of {self.batch_size}")
+            idx = [g[self.rank * b:(self.rank + 1) * b] for g in glob[self.pos:]]           # this process's slices
             if self.num_workers: batches = iter(torch.utils.data.DataLoader(self.dataset, batch_sampler=idx, collate_fn=self.collate,
                                                  num_workers=self.num_workers, generator=torch.Generator()))  # own generator: global RNG untouched
-            else: batches = (self.collate([self.dataset[i] for i in ix]) for ix in idx)
+            else: batches = map(self._fetch, idx)
             for batch in batches:
-                self.epoch, self.pos = (self.epoch + 1, 0) if self.pos + 1 == self.steps_per_epoch else (self.epoch, self.pos + 1)
+                self.epoch, self.pos = (self.epoch + 1, 0) if self.pos + 1 == len(glob) else (self.epoch, self.pos + 1)
                 yield batch
     def state_dict(self) -> dict: return {"epoch": self.epoch, "pos": self.pos, "seed": self.seed, "n": len(self.dataset), "batch_size": self.batch_size}
     def load_state_dict(self, sd: dict):
