@@ -16,7 +16,7 @@ from .core import UserError, atomic_torch_save, atomic_write_text
 
 # %% auto #0
 __all__ = ['INDEX', 'feature_cache_bytes', 'FeatureCacheError', 'precompute_features', 'FeatureShards', 'bucket_batches',
-           'padding_share', 'make_loader']
+           'padding_share', 'make_loader', 'collate_features']
 
 # %% ../nbs/13a_feature_shards.ipynb #58a7f145
 def feature_cache_bytes(hours: float, d_whisper: int, frames_per_s: float = 50.0) -> float:
@@ -171,3 +171,11 @@ def make_loader(dataset, collate_fn, device: torch.device, batch_size: int | Non
               persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers else None)
     if batch_sampler is not None: return torch.utils.data.DataLoader(dataset, batch_sampler=batch_sampler, **kw)
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, **kw)
+
+# %% ../nbs/13a_feature_shards.ipynb #8a1e924e
+def collate_features(items: list[dict], text_key: str = "text") -> dict:
+    "Items of `FeatureShards` -> {'features' (B, T_max, d) float32 zero-padded, 'feat_lens' (B,), 'text', metadata lists}."
+    T = max(it["feat_len"] for it in items)
+    feats = torch.stack([torch.nn.functional.pad(it["features"].float(), (0, 0, 0, T - it["feat_len"])) for it in items])
+    meta = {k: [it[k] for it in items] for k in items[0] if k not in ("features", "feat_len")}
+    return {**meta, "features": feats, "feat_lens": torch.tensor([it["feat_len"] for it in items]), "text": meta[text_key]}
