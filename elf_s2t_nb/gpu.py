@@ -178,10 +178,11 @@ def run_recipe(cfg: Config, train_examples, tests: dict, work_dir: str | Path, w
 # %% ../nbs/13_gpu_reproduction.ipynb #ebb9a5a5
 def ddp_command(preset: str = "elf-b-librispeech", n_gpus: int | str = "gpu", init: str = "embedded-language-flows/ELF-B-owt-torch",
                 out: str = "runs", overrides: tuple = ()) -> str:
-    "The shell command that trains `preset` on one machine's GPUs with torchrun (DDP) through the `elf-s2t` command."
+    "Shell lines: fetch the backbone checkpoint once, then train `preset` on this machine's GPUs with torchrun (DDP)."
     sets = "".join(f" --set {o}" for o in overrides)
-    return (f'torchrun --standalone --nproc_per_node={n_gpus} "$(which elf-s2t)" train --preset {preset} '
-            f"--init {init} --out {out}{sets}")
+    fetch = f"""CKPT=$(python -c 'from elf_s2t_nb.gpu import resolve_checkpoint; print(resolve_checkpoint("{init}"))')"""
+    return (f"{fetch}\ntorchrun --standalone --nproc_per_node={n_gpus} \"$(which elf-s2t)\" train --preset {preset} "
+            f'--init "$CKPT" --out {out}{sets}')
 
 # %% ../nbs/13_gpu_reproduction.ipynb #15baf90f
 PUBLISHED = [  # (system, LibriSpeech test-clean WER, test-other WER, CoVoST 2 de->en BLEU, X->en mean BLEU, WMT14 De->En BLEU, source)
