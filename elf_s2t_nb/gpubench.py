@@ -4,7 +4,7 @@
 
 # %% ../nbs/13b_gpu_bench.ipynb #a49bff01
 from __future__ import annotations
-import time
+import time, warnings
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -144,6 +144,7 @@ def gpu_bench(mode: str = "tiny",                 # 'full': ELF-B at the paper's
               compile: bool | None = None,        # torch.compile the backbone (default: the config's, full mode)
               whisper_model=None, elf: ELF | None = None, projector: nn.Module | None = None,
               peak: float | None = None,          # peak FLOP/s for MFU when the table does not know the card
+              decode: bool = True,                # also time decoding against Whisper
               device: str = "cpu") -> dict:       # tiny mode's device
     "Training step time, tokens/s and MFU of ELF-S2T, and its decoding speed against Whisper's greedy decoder."
     full = mode == "full"
@@ -156,18 +157,26 @@ def gpu_bench(mode: str = "tiny",                 # 'full': ELF-B at the paper's
     setup_precision(dev)
     peak = peak or (peak_flops(torch.cuda.get_device_name(dev))[0] if dev.type == "cuda" else None)
     compile = cfg.train.compile if compile is None and full else bool(compile)
-    train = bench_train(cfg, dev, batch_size or (64 if full else 4), n_steps or (20 if full else 2), 3 if full else 1, compile)
+    bs = batch_size or (64 if full else 4)
+    while True:                                                          # halve the batch until it fits the card
+        try: train = bench_train(cfg, dev, bs, n_steps or (20 if full else 2), 3 if full else 1, compile); break
+        except torch.cuda.OutOfMemoryError:
+            if bs == 1: raise
+            warnings.warn(f"a training batch of {bs} does not fit in this GPU's memory: trying {bs // 2}")
+            bs //= 2
+            if dev.type == "cuda": torch.cuda.empty_cache()
     train["mfu"] = train["achieved_flops"] / peak if peak else None
-    if whisper_model is None:
-        from elf_s2t_nb.whisper_encoder import load_whisper
-        whisper_model = load_whisper(cfg.whisper.name, dev)
-    clips = clips if clips is not None else bench_clips(16 if full else 2, cfg.data.src_lang)
-    decode = bench_decode(cfg, dev, clips, whisper_model.to(dev).eval(), elf, projector, 3 if full else 1, int(full))
+    if decode:
+        if whisper_model is None:
+            from elf_s2t_nb.whisper_encoder import load_whisper
+            whisper_model = load_whisper(cfg.whisper.name, dev)
+        clips = clips if clips is not None else bench_clips(16 if full else 2, cfg.data.src_lang)
+        decode = bench_decode(cfg, dev, clips, whisper_model.to(dev).eval(), elf, projector, 3 if full else 1, int(full))
     amp = amp_dtype(dev)
     return {"mode": mode, "preset": cfg.name, "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
             "amp": amp and str(amp).replace("torch.", ""), "torch": torch.__version__, "peak_flops": peak,
             "whisper": cfg.whisper.name, "sample_steps": cfg.sample.steps, "cfg_scale": cfg.sample.cfg_scale,
-            "train": train, "decode": decode}
+            "train": train, "decode": decode or None}
 
 # %% ../nbs/13b_gpu_bench.ipynb #1a96a0ee
 def gpu_bench_markdown(r: dict) -> str:
@@ -184,8 +193,9 @@ def gpu_bench_markdown(r: dict) -> str:
              f"| step time | {f(t['step_s'] * 1e3)} ms |", f"| sequences/s | {f(t['seq_per_s'])} |",
              f"| tokens/s (all slots) | {f(t['tokens_per_s'])} |", f"| model FLOPs per step | {si(t['flops_per_step'])}FLOP |",
              f"| achieved | {si(t['achieved_flops'])}FLOP/s |", f"| MFU | {mfu} |",
-             f"| peak memory | {mem} |", "",
-             f"| decoding {d['n_clips']} clips ({d['audio_s']:.1f} s of audio), Whisper {r['whisper']} encoder shared | Whisper greedy | ELF-S2T ({r['sample_steps']} steps, CFG {r['cfg_scale']:g}) |",
+             f"| peak memory | {mem} |"]
+    if d is None: return "\n".join(lines)
+    lines += ["", f"| decoding {d['n_clips']} clips ({d['audio_s']:.1f} s of audio), Whisper {r['whisper']} encoder shared | Whisper greedy | ELF-S2T ({r['sample_steps']} steps, CFG {r['cfg_scale']:g}) |",
              "|---|---|---|",
              f"| network passes | {d['whisper_tokens']} tokens, one pass each | {d['elf_passes']} over {d['elf_text_slots']} slots |",
              f"| decoder seconds | {f(d['whisper_decoder_s'])} | {f(d['elf_decoder_s'])} |",
