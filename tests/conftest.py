@@ -16,3 +16,10 @@ def _private_cache(tmp_path_factory):
     shared = os.environ.get("ELF_S2T_TEST_CACHE")
     os.environ["ELF_S2T_CACHE"] = shared or str(tmp_path_factory.mktemp("elf_cache"))
     yield
+
+
+def pytest_configure(config):
+    "Under pytest-xdist every worker gets one torch thread: two workers x two threads on two cores thrash."
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+        torch.set_num_threads(1)
