@@ -176,6 +176,14 @@ class _EspeakVoice(ctypes.Structure):
                 ("xx1", ctypes.c_ubyte), ("score", ctypes.c_int), ("spare", ctypes.c_void_p)]
 
 # %% ../nbs/01_audio.ipynb #d1d9c41d
+@functools.lru_cache(maxsize=None)
+def _private_copy(path: str) -> Path:
+    "A copy of libespeak-ng that only `synthesize` opens: nothing else holds it, so unloading it really resets its state."
+    import shutil, tempfile
+    dst = Path(tempfile.mkdtemp(prefix="elf-s2t-espeak-")) / Path(path).name
+    shutil.copy2(path, dst)
+    return dst
+
 @contextmanager
 def _espeak():
     "A freshly loaded, initialised libespeak-ng and its native rate; unloaded on exit. Hold `_TTS_LOCK`."
@@ -183,7 +191,7 @@ def _espeak():
     except ImportError: raise TTSError("offline text-to-speech needs the espeakng-loader package: "
                                        "pip install espeakng-loader==0.2.4") from None
     import _ctypes
-    lib = ctypes.CDLL(espeakng_loader.get_library_path())
+    lib = ctypes.CDLL(str(_private_copy(espeakng_loader.get_library_path())))
     try:
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         native_sr = lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), 0)
