@@ -218,7 +218,7 @@ def training_loss(model,                      # ELF-like network: (x, t, sc_cfg_
     if len(rows): inp = inp.index_put((rows,), _decode_rows_input(x0[rows], _rows(cond, rows), cfg, gen))
     x_hat, logits = model(inp, torch.where(dec, 1.0, t), sc_cfg_scale=w,  # the one gradient pass
                           decoder_mode=dec.to(z.dtype) if len(rows) else None, logits_rows=rows)
-    mask = seq_loss_mask(text_loss_mask(B, L, device=dev) if loss_mask is None else loss_mask.to(z.dtype), A)
+    mask = seq_loss_mask(text_loss_mask(B, L, device=dev) if loss_mask is None else loss_mask.to(dev, z.dtype), A)
     l2 = v_mse(x_to_v(restore_cond(x_hat, cond), z, t, cfg.t_eps), v_star)          # (B, S)
     ce, hit = _ce_tokens(logits, F.pad(ids[rows], (A, 0))) if len(rows) else (l2[:0], l2[:0].bool())
     den_mask, dec_mask = mask * (~dec)[:, None], mask[rows]

@@ -27,7 +27,7 @@ def time_grid(steps: int,                  # N steps -> N + 1 grid points
     if steps < 1: raise SampleError(f"sampling needs at least 1 step, got steps={steps}")
     if kind == "uniform": return torch.linspace(0, 1, steps + 1)
     if kind != "logit_normal": raise SampleError(f"unknown time grid {kind!r}; use 'uniform' or 'logit_normal'")
-    inner = torch.sigmoid(p_mean + p_std * _randn(steps - 1, gen=gen)).sort().values
+    inner = torch.sigmoid(p_mean + p_std * _randn(steps - 1, gen=gen)).sort().values.cpu()   # the grid lives on the CPU
     return torch.cat([torch.zeros(1), inner, torch.ones(1)])
 
 # %% ../nbs/09_cfg_sampling.ipynb #605afe10
