@@ -58,7 +58,7 @@ def evaluate_task(run_dir, task: str, progress: bool = False) -> dict:
     "Scores of a speech run on its test split: CFG on/off, audio ablations, and Whisper's decoder on the same clips."
     run = load_run(run_dir)
     ds = speech_split(run.cfg, "test", run.whisper, run.text_encoder, run.vocab, progress)
-    batches = [ds.__getitems__(list(range(i, min(i + 32, len(ds))))) for i in range(0, len(ds), 32)]
+    batches = [ds.__getitems__(idx.tolist()) for idx in np.array_split(np.arange(len(ds)), -(-len(ds) // 32))]  # even sizes
     sc = run.cfg.sample
     res = {"n_test": len(ds), "test_hours": sum(ds.seconds) / 3600}
     main = transcribe_batches(run.model, batches, sc, run.vocab)
