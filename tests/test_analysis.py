@@ -102,3 +102,20 @@ def test_token_margins_from_kept_logits():
     s = margin_summary(tm)
     assert s["n_right"] == 1 and s["n_wrong"] == 1 and s["mean_wrong"] < s["mean_right"] and s["frac_ref_runner_up"] == 1.0
     assert s["argmax_agreement"] == 1.0
+
+
+def test_special_ids_in_compact_and_tokenizer_vocabularies():
+    from elf_s2t_nb.analysis import special_ids
+    class Tok: all_special_ids = [100, 101, 102]
+    class TE: eos_id, tokenizer = 102, Tok()
+    class Compact:                                  # like pipeline.CorpusVocab: compact id -> tokenizer id
+        eos_id, tokens, text_encoder = 0, [102, 100, 7, 9, 101], TE()
+    assert special_ids(TE()) == {100, 101, 102}
+    assert special_ids(Compact()) == {0, 1, 4}
+
+
+def test_confusion_counts_words_moved_within_the_sentence():
+    ws = WordSpace(FakeEncoder(VEC), list(VEC))
+    ops = [dict(utt=0, op="substitution", ref="cat", hyp="dog"), dict(utt=0, op="correct", ref="dog", hyp="dog"),
+           dict(utt=1, op="substitution", ref="sun", hyp="cab")]
+    assert confusion_analysis(ops, ws, n_random=5)["frac_hyp_in_ref"] == 0.5
