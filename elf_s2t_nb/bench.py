@@ -142,7 +142,8 @@ def run_bench(run_or_model, clips, out_dir: str | Path, quick: bool = False, cfg
         r = load_run(run_or_model, device); run_or_model, cfg, text_encoder = r.model, r.cfg, text_encoder or r.vocab
     model = run_or_model
     if cfg is None: raise EvalError("run_bench needs the model's config: pass cfg= with a model, or a run folder")
-    clips = as_clips(clips if clips is not None else demo_clips(16, cfg.data.task))[:4 if quick else None]
+    if clips is None: clips = demo_clips(16, cfg.data.task, variants=("m7",), split="test")   # unseen sentences, test voice
+    clips = as_clips(clips)[:4 if quick else None]
     language, task = cfg.data.src_lang, "transcribe" if cfg.data.task == "asr" else "translate"
     text_encoder = text_encoder or TextEncoder.from_config(cfg.latent, [c["text"] for c in clips])   # or the run's vocabulary
     res = dict(machine=machine_info(), config=cfg.name, n_clips=len(clips), quick=quick)
