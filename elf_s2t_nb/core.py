@@ -14,7 +14,7 @@ import torch
 import yaml
 
 # %% auto #0
-__all__ = ['PRESETS', 'UserError', 'ConfigError', 'InputFileError', 'atomic_write_bytes', 'atomic_write_text',
+__all__ = ['PRESETS', 'UserError', 'ConfigError', 'InputFileError', 'CheckpointError', 'atomic_write_bytes', 'atomic_write_text',
            'atomic_torch_save', 'AudioConfig', 'WhisperConfig', 'LatentConfig', 'ProjectorConfig', 'ModelConfig',
            'FlowConfig', 'DataConfig', 'TrainConfig', 'SampleConfig', 'Config', 'save_config', 'load_config',
            'override', 'get_preset', 'seed_everything', 'get_device', 'cache_dir', 'make_run_dir']
@@ -28,6 +28,9 @@ class ConfigError(UserError, ValueError):
 
 class InputFileError(UserError, FileNotFoundError):
     "A missing or unreadable input file."
+
+class CheckpointError(UserError, ValueError):
+    "A missing, damaged or incompatible checkpoint (training runs and official ELF weights alike)."
 
 # %% ../nbs/00_core.ipynb #b2698b0f
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

@@ -11,13 +11,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import ConfigError, InputFileError, ModelConfig, UserError, get_preset
+from .core import CheckpointError, ConfigError, InputFileError, ModelConfig, UserError, get_preset
 
 # %% auto #0
 __all__ = ['RMSNorm', 'rope_tables', 'rotate_pairs', 'apply_rope', 'Attention', 'swiglu_hidden', 'SwiGLU', 'ELFBlock',
            'timestep_embedding', 'TimestepEmbedder', 'BottleneckTextProj', 'FinalLayer', 'ModelInputError', 'ELF',
            'init_elf_', 'count_params', 'model_from_config', 'ELF_B', 'ELF_M', 'ELF_L', 'ELF_cpu_tiny', 'ELF_cpu_small',
-           'CheckpointError', 'load_elf_checkpoint', 'benchmark_model']
+           'load_elf_checkpoint', 'benchmark_model']
 
 # %% ../nbs/06_model.ipynb #5aa980c8
 class RMSNorm(nn.Module):
@@ -237,9 +237,6 @@ def ELF_cpu_tiny(**kw) -> ELF: return ELF(dataclasses.replace(get_preset("cpu-ti
 def ELF_cpu_small(**kw) -> ELF: return ELF(dataclasses.replace(get_preset("cpu-small").model, **kw))
 
 # %% ../nbs/06_model.ipynb #13c631ce
-class CheckpointError(UserError, ValueError):
-    "A checkpoint that cannot be read or does not fit the model."
-
 def _state_dict_of(obj, key: str) -> dict:
     "The state dict inside an official checkpoint dict (under `key`), or `obj` itself if it is one."
     if isinstance(obj, dict) and isinstance(obj.get(key), dict): obj = obj[key]

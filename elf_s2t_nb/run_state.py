@@ -14,11 +14,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .core import Config, ConfigError, UserError, atomic_torch_save
+from .core import CheckpointError, Config, ConfigError, UserError, atomic_torch_save
 
 # %% auto #0
 __all__ = ['CKPT_NAME', 'rng_state', 'set_rng_state', 'BatchStream', 'DistInfo', 'init_distributed', 'mean_over_ranks', 'unwrap',
-           'CheckpointError', 'save_checkpoint', 'load_checkpoint', 'load_ema']
+           'save_checkpoint', 'load_checkpoint', 'load_ema']
 
 # %% ../nbs/09a_run_state.ipynb #cbe2d9d7
 def rng_state(gen: torch.Generator | None = None) -> dict:
@@ -116,9 +116,6 @@ def unwrap(model: nn.Module) -> nn.Module:
     "The plain module inside a DDP and/or `torch.compile` wrapper."
     model = getattr(model, "module", model)
     return getattr(model, "_orig_mod", model)
-
-class CheckpointError(UserError, ValueError):
-    "A missing, damaged or incompatible checkpoint."
 
 def save_checkpoint(path, *, cfg: Config, step: int, model: nn.Module, opt, ema,  # opt, ema: anything with state_dict()
                     stream: BatchStream | None = None, rng: list | None = None) -> Path:
