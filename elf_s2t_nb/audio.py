@@ -19,7 +19,8 @@ from .core import UserError, atomic_write_bytes
 __all__ = ['SAMPLE_RATE', 'HOP_LENGTH', 'MEL_FPS', 'MIN_SECONDS', 'WINDOW_SECONDS', 'WINDOW_SAMPLES', 'MIN_RATE', 'MAX_RATE',
            'MAX_CHANNELS', 'AUDIO_OUTPUT_SYNCHRONOUS', 'POS_CHARACTER', 'espeakCHARS_UTF8', 'EE_OK', 'espeakRATE',
            'espeakPITCH', 'AudioError', 'AudioFileNotFoundError', 'TTSError', 'load_audio', 'write_audio',
-           'split_windows', 'log_mel', 'plot_waveform', 'plot_log_mel', 'list_variants', 'list_voices', 'synthesize']
+           'split_windows', 'log_mel', 'plot_waveform', 'plot_log_mel', 'list_variants', 'list_voices', 'synthesize',
+           'same_speech']
 
 # %% ../nbs/01_audio.ipynb #b7172bbc
 SAMPLE_RATE = 16_000                      # Hz, Whisper's rate: every clip is resampled to it
@@ -282,3 +283,10 @@ def synthesize(text: str, # what to say (UTF-8; any language the voice reads)
     with _TTS_LOCK, _espeak() as (lib, native_sr):
         wav = _speak(lib, text, voice, rate, pitch).astype(np.float32) / 32768.0
     return soxr.resample(wav, native_sr, SAMPLE_RATE, quality="HQ").astype(np.float32)
+
+# %% ../nbs/01_audio.ipynb #57e30792
+def same_speech(a: np.ndarray, b: np.ndarray, min_corr: float = 0.99) -> bool:
+    "True when two renderings are the same speech: equal length and sample correlation of at least `min_corr`."
+    if len(a) != len(b): return False
+    if np.array_equal(a, b): return True
+    return bool(np.corrcoef(a, b)[0, 1] >= min_corr)
