@@ -232,12 +232,17 @@ def speech_lang(cfg: DataConfig) -> str:
         return cfg.src_lang
     raise ConfigError(f"unknown data.task {cfg.task!r}; choose asr or s2tt")
 
+def _reuse_note(hits: list[int], ns: list[int]) -> str:
+    "'; reused from the cache: features of a/n clips, latents of b/m texts' when a cache served anything."
+    return f"; reused from the cache: features of {hits[0]}/{ns[0]} clips, latents of {hits[1]}/{ns[1]} texts" if any(hits) else ""
+
 def build_synth_split(cfg: DataConfig, split: str, feature_cache, latent_cache, root: str | Path | None = None,
                       max_frames: int = 0, pad_multiple: int = 1, seed: int = 0, workers: int = 2,
                       progress: bool = True) -> SpeechTextDataset:
     "The synthetic-speech dataset of one split (train/dev/test) for `cfg.task`: built, cached, filtered and tensorised."
     if split not in ("train", "dev", "test"): raise ConfigError(f"unknown split {split!r}; choose train, dev or test")
     skips, t = Counter(), [time.perf_counter()]
+    hits0 = [getattr(c, "hits", 0) for c in (feature_cache, latent_cache)]
     specs = plan_utterances(load_verses(), speech_lang(cfg), split, cfg.n_train if split == "train" else cfg.n_eval, seed, skips)
     recs = synthesize_corpus(specs, root, workers, progress); t.append(time.perf_counter())
     recs, feats = speech_features(recs, feature_cache, skips=skips, progress=progress); t.append(time.perf_counter())
@@ -247,5 +252,7 @@ def build_synth_split(cfg: DataConfig, split: str, feature_cache, latent_cache, 
     ds = SpeechTextDataset(feats, ids, x0, [r["text"] for r in recs], [r["uid"] for r in recs], pad_multiple, [r["seconds"] for r in recs])
     if progress or skips: print(f"{split}: {len(ds)} examples, {sum(ds.seconds) / 3600:.3f} h of speech; speak {t[1] - t[0]:.0f} s, "
                                 f"features {t[2] - t[1]:.0f} s, latents {t[3] - t[2]:.0f} s"
+                                + _reuse_note([getattr(c, "hits", 0) - h for c, h in zip((feature_cache, latent_cache), hits0)],
+                                              [len(specs), len(recs)])
                                 + (f"; skipped: {', '.join(f'{n} {why}' for why, n in skips.items())}" if skips else ""))
     return ds

@@ -92,14 +92,15 @@ def _f(x, nd=3): return "" if x is None or (isinstance(x, float) and np.isnan(x)
 
 def results_table(results: dict) -> str:
     "The markdown results table: per task, ELF-S2T with/without CFG, ablations, and Whisper's decoder."
-    rows = ["| task | system | WER | BLEU (lc) | utt/s |", "|---|---|---|---|---|"]
+    rows = ["| task | system | WER | BLEU (lc) | word F1 | utt/s |", "|---|---|---|---|---|---|"]
     for task, r in results.items():
         nf = [("ELF-S2T, no forcing, audio CFG", r["no_forcing"]["cfg"]), ("ELF-S2T, no forcing, no CFG", r["no_forcing"]["no_cfg"])] \
             if "no_forcing" in r else []
         for name, d in [("ELF-S2T, audio CFG", r["cfg"]), ("ELF-S2T, no CFG", r["no_cfg"]), *nf,
                         ("ELF-S2T, audio zeroed", r["ablations"]["zero"]), ("ELF-S2T, audio swapped", r["ablations"]["swap"]),
                         (f"Whisper {r['whisper']['model']} greedy ({r['whisper']['task']})", r["whisper"])]:
-            rows.append(f"| {task} | {name} | {_f(d.get('wer'))} | {_f(d.get('bleu_lc'), 1)} | {_f(d.get('utts_per_s'), 1)} |")
+            rows.append(f"| {task} | {name} | {_f(d.get('wer'))} | {_f(d.get('bleu_lc'), 1)} | {_f(d.get('word_f1'))} | "
+                        f"{_f(d.get('utts_per_s'), 1)} |")
     return "\n".join(rows)
 
 def plot_losses(run_dirs: dict, path) -> Path:
@@ -122,7 +123,8 @@ def write_report(root: Path, cfg: Config, size: str, timings: dict, train: dict,
     lines = [f"# ELF-S2T demo ({cfg.name}, size {size})", "",
              f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}. "
              f"Total wall time {timings['total']:.0f} s.", "", "## Results on the test split (voices never heard in training)", "",
-             table, "", "WER after openai-whisper's EnglishTextNormalizer; BLEU lowercased (sacreBLEU, effective order).", "",
+             table, "", "WER after openai-whisper's EnglishTextNormalizer; BLEU lowercased (sacreBLEU, effective order); word F1: "
+             "order-free overlap of normalised words (`evaluate.word_f1`), a diagnostic of whether the model reads the speech.", "",
              "## Time by stage", "", "| stage | seconds |", "|---|---|", *[f"| {k} | {v:.1f} |" for k, v in timings.items()], "",
              "## Training", "", "| stage | steps | steps/s | final loss | examples |", "|---|---|---|---|---|",
              *[f"| {k} | {v['steps']} | {v['steps_per_s']:.2f} | {v['final_loss']:.4f} | {v['n_train']} |" for k, v in train.items()],

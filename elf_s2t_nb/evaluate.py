@@ -5,6 +5,7 @@
 # %% ../nbs/11_evaluation.ipynb #14d707c2
 from __future__ import annotations
 import functools, json, time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable
@@ -20,8 +21,9 @@ from . import sampling
 
 # %% auto #0
 __all__ = ['NORMALISER', 'ABLATIONS', 'EvalError', 'english_normaliser', 'normalise', 'wer_scores', 'bleu_scores',
-           'sentence_bleu', 'score', 'utterance_records', 'save_jsonl', 'load_jsonl', 'unwrap', 'transcribe_batches',
-           'sweep', 'plot_sweep', 'ablate_features', 'edit_distance', 'audio_ablations', 'whisper_greedy']
+           'sentence_bleu', 'word_f1', 'score', 'utterance_records', 'save_jsonl', 'load_jsonl', 'unwrap',
+           'transcribe_batches', 'sweep', 'plot_sweep', 'ablate_features', 'edit_distance', 'audio_ablations',
+           'whisper_greedy']
 
 # %% ../nbs/11_evaluation.ipynb #b33cd6d9
 NORMALISER = "openai-whisper EnglishTextNormalizer"
@@ -68,10 +70,21 @@ def sentence_bleu(hyp: str, ref: str) -> float:
     "Sentence-level BLEU, lowercased with effective order (a short sentence is not zeroed by a missing 4-gram)."
     return BLEU(lowercase=True, effective_order=True).sentence_score(hyp, [ref]).score
 
+# %% ../nbs/11_evaluation.ipynb #9433dce5
+def word_f1(hyps: list[str], refs: list[str]) -> dict:
+    "Order-free (bag-of-words) precision, recall and F1 of normalised words, pooled over the corpus."
+    _check_pairs(hyps, refs)
+    hit = nh = nr = 0
+    for h, r in zip(normalise(hyps), normalise(refs)):
+        ch, cr = Counter(h.split()), Counter(r.split())
+        hit, nh, nr = hit + sum((ch & cr).values()), nh + sum(ch.values()), nr + sum(cr.values())
+    p, r = hit / max(nh, 1), hit / max(nr, 1)
+    return dict(word_p=p, word_r=r, word_f1=2 * p * r / max(p + r, 1e-12))
+
 # %% ../nbs/11_evaluation.ipynb #1b35ae23
 def score(hyps: list[str], refs: list[str]) -> dict:
-    "WER (normalised and raw) and BLEU (cased and lowercased) of a corpus, with the settings that produced them."
-    return {**wer_scores(hyps, refs), **bleu_scores(hyps, refs), "n_utts": len(refs)}
+    "WER (normalised and raw), BLEU (cased and lowercased) and order-free word F1 of a corpus, with the settings used."
+    return {**wer_scores(hyps, refs), **bleu_scores(hyps, refs), **word_f1(hyps, refs), "n_utts": len(refs)}
 
 # %% ../nbs/11_evaluation.ipynb #a00ac7f1
 def utterance_records(uids: list, hyps: list[str], refs: list[str], **extra: list) -> list[dict]:
