@@ -20,14 +20,14 @@ from .pipeline import pretrain_text, finetune_speech, load_run, speech_split
 from .train import read_metrics
 
 # %% auto #0
-__all__ = ['SIZES', 'TASKS', 'stage_configs', 'evaluate_task', 'latent_confusion', 'results_table', 'plot_losses', 'write_report',
-           'run_demo']
+__all__ = ['SIZES', 'TASKS', 'WHISPER_MAX_TOKENS', 'stage_configs', 'evaluate_task', 'latent_confusion', 'results_table',
+           'plot_losses', 'write_report', 'run_demo']
 
 # %% ../nbs/16_demo.ipynb #07b0bddf
 SIZES = {  # utterances (train, per eval split), steps (text, speech), batch, text limit (0 = all training verses)
     "tiny": dict(n_train=16, n_eval=8, pre_steps=4, ft_steps=4, batch=8, limit=200),
     "demo": dict(n_train=400, n_eval=100, pre_steps=300, ft_steps=300, batch=32, limit=0),
-    "big":  dict(n_train=2000, n_eval=325, pre_steps=3000, ft_steps=3000, batch=64, limit=0),
+    "big":  dict(n_train=2000, n_eval=200, pre_steps=1000, ft_steps=1200, batch=32, limit=0),   # ~40 min on 2 cores
 }
 TASKS = {  # speech language, Whisper model, Whisper's own baseline task
     "asr":  dict(src_lang="en", whisper="tiny.en", baseline="transcribe"),
@@ -54,6 +54,8 @@ def _test_clips(cfg: Config, uids: list[str]) -> list[np.ndarray]:
     specs = {s["uid"]: s for s in plan_utterances(load_verses(), cfg.data.src_lang, "test", cfg.data.n_eval, cfg.train.seed)}
     return [load_audio(audio_path(cache_dir("corpus", "synth"), specs[u])) for u in uids]
 
+WHISPER_MAX_TOKENS = 64
+
 def evaluate_task(run_dir, task: str, progress: bool = False) -> dict:
     "Scores of a speech run on its test split: CFG on/off, audio ablations, and Whisper's decoder on the same clips."
     run = load_run(run_dir)
@@ -65,10 +67,12 @@ def evaluate_task(run_dir, task: str, progress: bool = False) -> dict:
     res["cfg"] = {**score(main["hyps"], main["refs"]), "utts_per_s": main["utts_per_s"], "cfg_scale": sc.cfg_scale}
     nocfg = transcribe_batches(run.model, batches, dataclasses.replace(sc, cfg_scale=1.0), run.vocab)
     res["no_cfg"] = {**score(nocfg["hyps"], nocfg["refs"]), "utts_per_s": nocfg["utts_per_s"], "cfg_scale": 1.0}
+    prior = transcribe_batches(run.model, batches, dataclasses.replace(sc, cfg_scale=1.0), run.vocab, null_cond=True)
+    res["prior"] = {**score(prior["hyps"], prior["refs"]), "null_cond": True}
     abl = audio_ablations(run.model, batches, sc, run.vocab, modes=("zero", "swap"), normal=main)
     res["ablations"] = {m: {k: v for k, v in d.items() if k != "hyps"} for m, d in abl.items()}
     base = whisper_greedy(run.whisper.model, _test_clips(run.cfg, ds.uids), language=TASKS[task]["src_lang"],
-                          task=TASKS[task]["baseline"])
+                          task=TASKS[task]["baseline"], sample_len=WHISPER_MAX_TOKENS)
     res["whisper"] = {**score(base["hyps"], main["refs"]), "utts_per_s": base["utts_per_s"], "model": run.cfg.whisper.name,
                       "task": TASKS[task]["baseline"]}
     save_jsonl(utterance_records(main["uids"], main["hyps"], main["refs"], whisper=base["hyps"]), Path(run_dir) / "test_results.jsonl")
@@ -97,6 +101,7 @@ def results_table(results: dict) -> str:
         nf = [("ELF-S2T, no forcing, audio CFG", r["no_forcing"]["cfg"]), ("ELF-S2T, no forcing, no CFG", r["no_forcing"]["no_cfg"])] \
             if "no_forcing" in r else []
         for name, d in [("ELF-S2T, audio CFG", r["cfg"]), ("ELF-S2T, no CFG", r["no_cfg"]), *nf,
+                        *([("ELF-S2T, null condition only (text prior)", r["prior"])] if "prior" in r else []),
                         ("ELF-S2T, audio zeroed", r["ablations"]["zero"]), ("ELF-S2T, audio swapped", r["ablations"]["swap"]),
                         (f"Whisper {r['whisper']['model']} greedy ({r['whisper']['task']})", r["whisper"])]:
             rows.append(f"| {task} | {name} | {_f(d.get('wer'))} | {_f(d.get('bleu_lc'), 1)} | {_f(d.get('word_f1'))} | "

@@ -127,6 +127,7 @@ def unwrap(model) -> tuple[torch.nn.Module, torch.nn.Module]:
 @torch.no_grad()
 def transcribe_batches(model, batches: Iterable[dict], sample_cfg: SampleConfig, text_encoder,
                        feature_fn: Callable | None = None,  # (features, lens) -> (features, lens), e.g. an ablation
+                       null_cond: bool = False,             # decode from the null condition (zeroed audio slots) alone
                        keep: bool = False,                  # keep audio slots, final latents and ids for analysis
                        record: bool = False,                # ask the sampler for its trajectory (kept when `keep`)
                        max_batches: int | None = None) -> dict:
@@ -142,6 +143,7 @@ def transcribe_batches(model, batches: Iterable[dict], sample_cfg: SampleConfig,
         if feature_fn is not None: feats, lens = feature_fn(feats, lens)
         _sync(dev); t0 = time.perf_counter()
         cond, _ = proj(feats, lens)                                             # (B, A, D)
+        if null_cond: cond = torch.zeros_like(cond)                             # audio dropout's null: the text prior
         n_text = elf.cfg.max_length - cond.shape[1]
         so = sampling.sample(elf, cond, n_text, sample_cfg, text_encoder.dim, gen=gen, record=record)
         ids = sampling.cut_at_eos(so.ids, text_encoder.eos_id)
