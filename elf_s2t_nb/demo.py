@@ -56,8 +56,8 @@ def _test_clips(cfg: Config, uids: list[str]) -> list[np.ndarray]:
 
 WHISPER_MAX_TOKENS = 64
 
-def evaluate_task(run_dir, task: str, progress: bool = False) -> dict:
-    "Scores of a speech run on its test split: CFG on/off, audio ablations, and Whisper's decoder on the same clips."
+def evaluate_task(run_dir, task: str, progress: bool = False, baseline: bool = True) -> dict:
+    "Scores of a speech run on its test split: CFG on/off, the text prior, the swap ablation, and (`baseline`) Whisper's decoder."
     run = load_run(run_dir)
     ds = speech_split(run.cfg, "test", run.whisper, run.text_encoder, run.vocab, progress)
     batches = [ds.__getitems__(idx.tolist()) for idx in np.array_split(np.arange(len(ds)), -(-len(ds) // 32))]  # even sizes
@@ -71,11 +71,14 @@ def evaluate_task(run_dir, task: str, progress: bool = False) -> dict:
     res["prior"] = {**score(prior["hyps"], prior["refs"]), "null_cond": True}
     abl = audio_ablations(run.model, batches, sc, run.vocab, modes=("swap",), normal=main)
     res["ablations"] = {m: {k: v for k, v in d.items() if k != "hyps"} for m, d in abl.items()}
-    base = whisper_greedy(run.whisper.model, _test_clips(run.cfg, ds.uids), language=TASKS[task]["src_lang"],
-                          task=TASKS[task]["baseline"], sample_len=WHISPER_MAX_TOKENS)
-    res["whisper"] = {**score(base["hyps"], main["refs"]), "utts_per_s": base["utts_per_s"], "model": run.cfg.whisper.name,
-                      "task": TASKS[task]["baseline"]}
-    save_jsonl(utterance_records(main["uids"], main["hyps"], main["refs"], whisper=base["hyps"]), Path(run_dir) / "test_results.jsonl")
+    extra = {}
+    if baseline:
+        base = whisper_greedy(run.whisper.model, _test_clips(run.cfg, ds.uids), language=TASKS[task]["src_lang"],
+                              task=TASKS[task]["baseline"], sample_len=WHISPER_MAX_TOKENS)
+        res["whisper"] = {**score(base["hyps"], main["refs"]), "utts_per_s": base["utts_per_s"], "model": run.cfg.whisper.name,
+                          "task": TASKS[task]["baseline"]}
+        extra["whisper"] = base["hyps"]
+    save_jsonl(utterance_records(main["uids"], main["hyps"], main["refs"], **extra), Path(run_dir) / "test_results.jsonl")
     res["hyps"], res["refs"] = main["hyps"], main["refs"]
     return res
 
@@ -100,12 +103,13 @@ def results_table(results: dict) -> str:
     "The markdown results table: per task, ELF-S2T with/without CFG, ablations, and Whisper's decoder."
     rows = ["| task | system | WER | BLEU (lc) | word F1 | utt/s |", "|---|---|---|---|---|---|"]
     for task, r in results.items():
-        nf = [("ELF-S2T, no forcing, audio CFG", r["no_forcing"]["cfg"]), ("ELF-S2T, no forcing, no CFG", r["no_forcing"]["no_cfg"])] \
+        nf = [("ELF-S2T, no forcing, audio CFG", r["no_forcing"]["cfg"]), ("ELF-S2T, no forcing, no CFG", r["no_forcing"]["no_cfg"]),
+              *([("ELF-S2T, no forcing, null condition only", r["no_forcing"]["prior"])] if "prior" in r["no_forcing"] else [])] \
             if "no_forcing" in r else []
         for name, d in [("ELF-S2T, audio CFG", r["cfg"]), ("ELF-S2T, no CFG", r["no_cfg"]), *nf,
                         *([("ELF-S2T, null condition only (text prior)", r["prior"])] if "prior" in r else []),
                         *[(f"ELF-S2T, audio {_ABL[m]}", d) for m, d in r["ablations"].items() if m in _ABL],
-                        (f"Whisper {r['whisper']['model']} greedy ({r['whisper']['task']})", r["whisper"])]:
+                        *([(f"Whisper {r['whisper']['model']} greedy ({r['whisper']['task']})", r["whisper"])] if "whisper" in r else [])]:
             rows.append(f"| {task} | {name} | {_f(d.get('wer'))} | {_f(d.get('bleu_lc'), 1)} | {_f(d.get('word_f1'))} | "
                         f"{_f(d.get('utts_per_s'), 1)} |")
     return "\n".join(rows)
@@ -168,9 +172,9 @@ def run_demo(preset: str = "cpu-tiny", out="runs", size: str = "demo", tasks=("a
             tc = stage_configs(pre, size, task, forcing)
             train[task + suffix] = timed(f"{task}{suffix} fine-tuning (incl. corpus + features)", finetune_speech, tc, root / (task + suffix),
                                          init=root / "text", progress=progress, limit=SIZES[size]["limit"])
-            r = timed(f"{task}{suffix} evaluation", evaluate_task, root / (task + suffix), task)
+            r = timed(f"{task}{suffix} evaluation", evaluate_task, root / (task + suffix), task, baseline=forcing)  # same clips
             if forcing: results[task] = r
-            else: results[task]["no_forcing"] = {"cfg": r["cfg"], "no_cfg": r["no_cfg"]}
+            else: results[task]["no_forcing"] = {"cfg": r["cfg"], "no_cfg": r["no_cfg"], "prior": r["prior"]}
         run = load_run(root / task)
         analysis[task] = timed(f"{task} error analysis", latent_confusion, results[task]["hyps"], results[task]["refs"], run.text_encoder)
     timings["total"] = time.perf_counter() - t_start
