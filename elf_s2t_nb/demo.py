@@ -106,8 +106,8 @@ def results_table(results: dict) -> str:
         nf = [("ELF-S2T, no forcing, audio CFG", r["no_forcing"]["cfg"]), ("ELF-S2T, no forcing, no CFG", r["no_forcing"]["no_cfg"]),
               *([("ELF-S2T, no forcing, null condition only", r["no_forcing"]["prior"])] if "prior" in r["no_forcing"] else [])] \
             if "no_forcing" in r else []
-        for name, d in [("ELF-S2T, audio CFG", r["cfg"]), ("ELF-S2T, no CFG", r["no_cfg"]), *nf,
-                        *([("ELF-S2T, null condition only (text prior)", r["prior"])] if "prior" in r else []),
+        for name, d in [("ELF-S2T, audio CFG", r["cfg"]), ("ELF-S2T, no CFG", r["no_cfg"]),
+                        *([("ELF-S2T, null condition only (text prior)", r["prior"])] if "prior" in r else []), *nf,
                         *[(f"ELF-S2T, audio {_ABL[m]}", d) for m, d in r["ablations"].items() if m in _ABL],
                         *([(f"Whisper {r['whisper']['model']} greedy ({r['whisper']['task']})", r["whisper"])] if "whisper" in r else [])]:
             rows.append(f"| {task} | {name} | {_f(d.get('wer'))} | {_f(d.get('bleu_lc'), 1)} | {_f(d.get('word_f1'))} | "
