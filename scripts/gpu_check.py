@@ -37,13 +37,13 @@ class Synth:
         return {"x0": self.x0[ix], "ids": self.ids[ix], "features": self.feats[ix], "feat_lens": torch.full((len(ix),), self.T)}
 
 def build(cfg, V=500):
+    # pipeline.build_model does this too, but importing pipeline needs openai-whisper, which GPU images may lack
     elf = ELF(dataclasses.replace(cfg.model, max_length=cfg.projector.n_slots + cfg.latent.max_len, text_encoder_dim=384, vocab_size=V))
     return ElfS2T(elf, AudioProjector.from_config(cfg.projector, 384, 384), cfg.flow)
 
-def cfg_for(steps, **kw):
-    c = override(get_preset("cpu-tiny"), [f"train.steps={steps}", "train.optimizer=muon", "train.lr=2e-3", "train.ckpt_every=100000",
+def cfg_for(steps):
+    return override(get_preset("cpu-tiny"), [f"train.steps={steps}", "train.optimizer=muon", "train.lr=2e-3", "train.ckpt_every=100000",
                                         "train.log_every=10", "projector.stack=4", "projector.n_slots=40", "data.batch_size=64"])
-    return c
 
 def run(name, steps, resume=False, fresh=True):
     d = OUT.parent / "runs" / name
