@@ -27,7 +27,7 @@ __all__ = ['SIZES', 'TASKS', 'WHISPER_MAX_TOKENS', 'stage_configs', 'evaluate_ta
 SIZES = {  # utterances (train, per eval split), steps (text, speech), batch, text limit (0 = all training verses)
     "tiny": dict(n_train=16, n_eval=8, pre_steps=4, ft_steps=4, batch=8, limit=200),
     "demo": dict(n_train=400, n_eval=64, pre_steps=300, ft_steps=300, batch=32, limit=0),
-    "big":  dict(n_train=2000, n_eval=200, pre_steps=1000, ft_steps=1200, batch=32, limit=0),   # ~40 min on 2 cores
+    "big":  dict(n_train=2000, n_eval=200, pre_steps=1000, ft_steps=1200, batch=32, limit=0),   # ~45 min; 75 with --ablate-forcing
 }
 TASKS = {  # speech language, Whisper model, Whisper's own baseline task
     "asr":  dict(src_lang="en", whisper="tiny.en", baseline="transcribe"),
