@@ -41,7 +41,7 @@ def cmd_demo(a) -> int:
 def cmd_train(a) -> int:
     "Train (or resume) one run from a preset or config file."
     from elf_s2t_nb.pipeline import train_run
-    train_run(_config_from_args(a), out=a.out, resume=a.resume, init=a.init)
+    train_run(_config_from_args(a), out=a.out, stage=a.stage, resume=a.resume, init=a.init)
     return 0
 
 # %% ../nbs/14_cli.ipynb #8477b517
@@ -92,6 +92,8 @@ def make_parser() -> argparse.ArgumentParser:
     d.add_argument("--ablate-forcing", action="store_true", help="also fine-tune without audio forcing (mu_d=0.8) to compare")
     d.add_argument("--out", default="runs", help="folder for run folders")
     t = sub.add_parser("train", help="train one run"); _common(t)
+    t.add_argument("--stage", default="speech", choices=["text", "speech"],
+                   help="text: pretrain the backbone on text; speech: fine-tune on speech (default)")
     t.add_argument("--resume", help="a run folder to continue exactly where it stopped")
     t.add_argument("--init", help="a checkpoint to initialise the backbone from (an ELF text run or an official ELF-B file)")
     t.add_argument("--out", default="runs")

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from fastcore.basics import patch
-from .core import Config, ConfigError, UserError, load_config, override, get_device, seed_everything, atomic_write_text
+from .core import Config, ConfigError, UserError, load_config, override, get_device, get_preset, seed_everything
+from .core import atomic_write_text, make_run_dir
 from .data import SpeechTextDataset, build_synth_split, length_batcher, load_verses
 from .whisper_encoder import WhisperEncoder, FeatureCache
 from .latents import TextEncoder, LatentCache
@@ -27,8 +28,8 @@ from .evaluate import transcribe_batches, score, save_jsonl, utterance_records
 # %% auto #0
 __all__ = ['model_config_for', 'build_model', 'init_backbone', 'CorpusVocab', 'FullVocab', 'make_vocab', 'TextDataset',
            'train_texts', 'prepare_text', 'save_vocab', 'load_vocab', 'pretrain_text', 'speech_split',
-           'finetune_speech', 'Run', 'load_run', 'transcribe_arrays', 'transcribe_files', 'eval_run', 'data_command',
-           'latest_run', 'bench_command']
+           'finetune_speech', 'train_run', 'Run', 'load_run', 'transcribe_arrays', 'transcribe_files', 'eval_run',
+           'data_command', 'latest_run', 'bench_command']
 
 # %% ../nbs/15_pipeline.ipynb #fd0a9fe4
 def model_config_for(cfg: Config, n_audio: int, text_dim: int, vocab_size: int):
@@ -195,6 +196,25 @@ def finetune_speech(cfg: Config, run_dir, init=None, resume: bool = False, devic
     hist = train(model, stream, dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, batch_size=B)), run_dir,
                  resume=resume, device=device, progress=progress)
     return _summary(hist, time.perf_counter() - t0, n_train=len(ds), hours=sum(ds.seconds) / 3600)
+
+# %% ../nbs/15_pipeline.ipynb #45e4e9f6
+def train_run(cfg: Config, out="runs", stage: str = "speech", resume=None, init=None, progress: bool = True,
+              limit: int = 0) -> Path:
+    "Behind `elf-s2t train`: one stage (`text` pretraining or `speech` fine-tuning) into a new run folder, or `resume` one."
+    if stage not in ("text", "speech"): raise ConfigError(f"unknown stage {stage!r}; choose text or speech")
+    if cfg.data.source != "synth":
+        raise ConfigError(f"data.source={cfg.data.source!r} trains through the paper-scale recipe (gpu.run_recipe); "
+                          "`elf-s2t train` here trains on the offline corpus (data.source=synth)")
+    if resume:
+        run_dir = Path(resume)
+        if not (run_dir / CKPT_NAME).is_file():
+            raise CheckpointError(f"nothing to resume in {run_dir}: no {CKPT_NAME} (pass the run folder that holds it)")
+    else: run_dir = make_run_dir(cfg, out, name=f"{cfg.name}-{stage}")
+    fn = pretrain_text if stage == "text" else finetune_speech
+    kw = {} if stage == "text" else {"init": init}
+    summary = fn(cfg, run_dir, resume=bool(resume), progress=progress, limit=limit, **kw)
+    print(f"trained {summary['steps']} steps in {summary['seconds']:.0f} s -> {run_dir}")
+    return run_dir
 
 # %% ../nbs/15_pipeline.ipynb #2fb5f4be
 @dataclass
