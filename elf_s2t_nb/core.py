@@ -105,6 +105,8 @@ class ModelConfig:
     num_model_mode_tokens: int = 4
     vocab_size: int = 30_522      # decode-head vocabulary (MiniLM's WordPiece; 32 100 for T5)
     self_cond: bool = True        # input is [z, x_prev] (2x channels) through self_cond_proj
+    n_cond: int = 0               # condition (audio) slots at the front of the sequence; RoPE positions 0..n_cond-1
+    text_pos_stride: float = 0.0  # 0: text slot j at RoPE position n_cond + j (ELF); s > 0: at j*s, on top of the audio
 
 @dataclass
 class FlowConfig:
@@ -147,6 +149,7 @@ class TrainConfig:
     seed: int = 42
     bf16: bool = True             # autocast on CUDA only; CPU stays float32
     compile: bool = False
+    max_seconds: float = 0.0      # also stop after this many training seconds (0 = no limit): same-budget comparisons
 
 @dataclass
 class SampleConfig:

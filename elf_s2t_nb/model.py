@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from .core import CheckpointError, ConfigError, InputFileError, ModelConfig, UserError, get_preset
 
 # %% auto #0
-__all__ = ['RMSNorm', 'rope_tables', 'rotate_pairs', 'apply_rope', 'Attention', 'swiglu_hidden', 'SwiGLU', 'ELFBlock',
-           'timestep_embedding', 'TimestepEmbedder', 'BottleneckTextProj', 'FinalLayer', 'ModelInputError', 'ELF',
-           'init_elf_', 'count_params', 'model_from_config', 'ELF_B', 'ELF_M', 'ELF_L', 'ELF_cpu_tiny', 'ELF_cpu_small',
-           'load_elf_checkpoint', 'benchmark_model']
+__all__ = ['RMSNorm', 'rope_tables', 'rotate_pairs', 'apply_rope', 'seq_positions', 'Attention', 'swiglu_hidden', 'SwiGLU',
+           'ELFBlock', 'timestep_embedding', 'TimestepEmbedder', 'BottleneckTextProj', 'FinalLayer', 'ModelInputError',
+           'ELF', 'init_elf_', 'count_params', 'model_from_config', 'ELF_B', 'ELF_M', 'ELF_L', 'ELF_cpu_tiny',
+           'ELF_cpu_small', 'load_elf_checkpoint', 'benchmark_model']
 
 # %% ../nbs/06_model.ipynb #5aa980c8
 class RMSNorm(nn.Module):
@@ -31,10 +31,11 @@ class RMSNorm(nn.Module):
         return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
 
 # %% ../nbs/06_model.ipynb #0f245ef9
-def rope_tables(head_dim: int, n_pos: int, n_prefix: int = 0, theta: float = 1e4):
-    "cos and sin tables (n_prefix + n_pos, head_dim): identity rows for the prefix, then positions 0..n_pos-1."
+def rope_tables(head_dim: int, n_pos: int, n_prefix: int = 0, theta: float = 1e4, positions=None):
+    "cos and sin tables (n_prefix + n_pos, head_dim): identity rows for the prefix, then `positions` (default 0..n_pos-1)."
     freqs = 1.0 / theta ** (torch.arange(0, head_dim, 2).float() / head_dim)   # (head_dim/2,)
-    ang = (torch.arange(n_pos).float()[:, None] * freqs).repeat_interleave(2, -1)  # (n_pos, head_dim): pairs share an angle
+    pos = torch.arange(n_pos).float() if positions is None else torch.as_tensor(positions, dtype=torch.float32)
+    ang = (pos[:, None] * freqs).repeat_interleave(2, -1)  # (n_pos, head_dim): pairs share an angle
     ang = torch.cat([torch.zeros(n_prefix, head_dim), ang])
     return ang.cos(), ang.sin()
 
@@ -46,6 +47,14 @@ def rotate_pairs(x):
 def apply_rope(x, cos, sin):
     "Rotate interleaved pairs of `x` (..., N, head_dim) by the angles in the (N, head_dim) tables."
     return x * cos + rotate_pairs(x) * sin
+
+# %% ../nbs/06_model.ipynb #fe575717
+def seq_positions(c: ModelConfig) -> torch.Tensor:
+    "RoPE positions (max_length,) of the latent slots: condition 0..A-1, then text A+j (ELF) or j*stride (aligned)."
+    A, L = c.n_cond, c.max_length - c.n_cond
+    if L < 0: raise ConfigError(f"model.n_cond={A} is larger than model.max_length={c.max_length}")
+    text = A + torch.arange(L).float() if c.text_pos_stride <= 0 else c.text_pos_stride * torch.arange(L).float()
+    return torch.cat([torch.arange(A).float(), text])
 
 # %% ../nbs/06_model.ipynb #0efba87c
 class Attention(nn.Module):
@@ -179,7 +188,7 @@ class ELF(nn.Module):
         self.blocks = nn.ModuleList(ELFBlock(H, c.num_heads, c.mlp_ratio) for _ in range(c.depth))
         self.final_layer = FinalLayer(H, D)
         self.n_prefix = c.num_time_tokens + c.num_self_cond_cfg_tokens + c.num_model_mode_tokens
-        cos, sin = rope_tables(H // c.num_heads, c.max_length, self.n_prefix)   # (n_prefix + max_length, head_dim)
+        cos, sin = rope_tables(H // c.num_heads, c.max_length, self.n_prefix, positions=seq_positions(c))
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         init_elf_(self)

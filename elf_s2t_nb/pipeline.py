@@ -35,7 +35,7 @@ __all__ = ['model_config_for', 'build_model', 'init_backbone', 'CorpusVocab', 'F
 def model_config_for(cfg: Config, n_audio: int, text_dim: int, vocab_size: int):
     "The backbone's `ModelConfig`: sequence = `n_audio` audio slots + L text slots, latent width and vocabulary of the text encoder."
     return dataclasses.replace(cfg.model, max_length=n_audio + cfg.latent.max_len, text_encoder_dim=text_dim,
-                               vocab_size=vocab_size)
+                               vocab_size=vocab_size, n_cond=n_audio)
 
 def build_model(cfg: Config, text_dim: int, vocab_size: int, d_whisper: int | None = None) -> ElfS2T:
     "ELF backbone (+ audio projector when `d_whisper` is given), ready for `train`."

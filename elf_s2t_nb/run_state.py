@@ -118,14 +118,14 @@ def unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)
 
 def save_checkpoint(path, *, cfg: Config, step: int, model: nn.Module, opt, ema,  # opt, ema: anything with state_dict()
-                    stream: BatchStream | None = None, rng: list | None = None) -> Path:
+                    stream: BatchStream | None = None, rng: list | None = None, elapsed: float = 0.0) -> Path:
     "Write a training checkpoint to `path` atomically; refuse weights that are not finite."
     sd = unwrap(model).state_dict()
     bad = [k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad: raise CheckpointError(f"refusing to write {path}: parameters {bad[:3]} are not finite at step {step}")
     return atomic_torch_save({"config": cfg.to_dict(), "step": step, "model": sd, "optimizer": opt.state_dict(),
                               "ema": ema.state_dict(), "data": None if stream is None else stream.state_dict(),
-                              "rng": rng or []}, path)
+                              "rng": rng or [], "elapsed": float(elapsed)}, path)
 
 def load_checkpoint(path, map_location="cpu") -> dict:
     "Read a checkpoint (weights_only); a missing, truncated or foreign file raises `CheckpointError` naming it."

@@ -135,6 +135,7 @@ class TrainState:
     "The loop's bookkeeping besides tensors: steps done, the step of the last checkpoint, the per-step history."
     step: int = 0
     ckpt_step: int = 0                               # 0 = no checkpoint yet
+    elapsed: float = 0.0                             # training seconds before this process (restored on resume)
     history: list[dict] = field(default_factory=list)
 
 def model_loss(model: nn.Module, batch, gen: torch.Generator | None) -> tuple[torch.Tensor, dict]:
@@ -199,8 +200,8 @@ def _as_stream(data, cfg: Config, di: DistInfo, collate_fn):
                            rank=di.rank, world_size=di.world_size)
     return data
 
-def _restore(path: Path, cfg: Config, model, opt, ema, stream, gen, di: DistInfo) -> int:
-    "Load the checkpoint at `path` into everything that carries state; return its step."
+def _restore(path: Path, cfg: Config, model, opt, ema, stream, gen, di: DistInfo) -> tuple[int, float]:
+    "Load the checkpoint at `path` into everything that carries state; return its step and training seconds."
     ck = load_checkpoint(path)
     old, new = _flat(ck["config"]), _flat(cfg.to_dict())
     changed = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in new.items() if old.get(k) != v and k != "train.steps"]
@@ -210,14 +211,15 @@ def _restore(path: Path, cfg: Config, model, opt, ema, stream, gen, di: DistInfo
     else: warnings.warn("the data is not a BatchStream: its order restarts from the beginning on resume")
     if len(ck["rng"]) == di.world_size: set_rng_state(ck["rng"][di.rank], gen)
     else: warnings.warn(f"{path} holds random states for {len(ck['rng'])} processes, not {di.world_size}: random draws will differ")
-    return ck["step"]
+    return ck["step"], float(ck.get("elapsed", 0.0))
 
 def _checkpoint(path: Path, cfg: Config, state: TrainState, model, opt, ema, stream, gen, di: DistInfo):
     "Gather every process's random state; process 0 writes the checkpoint atomically."
     rngs = [rng_state(gen)]
     if di.world_size > 1: rngs = [None] * di.world_size; dist.all_gather_object(rngs, rng_state(gen))
     if di.main: save_checkpoint(path, cfg=cfg, step=state.step, model=model, opt=opt, ema=ema,
-                                stream=stream if isinstance(stream, BatchStream) else None, rng=rngs)
+                                stream=stream if isinstance(stream, BatchStream) else None, rng=rngs,
+                                elapsed=state.history[-1]["elapsed"] if state.history else state.elapsed)
     if di.world_size > 1: dist.barrier()
     state.ckpt_step = state.step
 
@@ -240,7 +242,9 @@ def train(model: nn.Module, data, cfg: Config, run_dir, resume: bool = False, lo
     dev, net, opt, ema = _setup(model, cfg, device, di)
     stream, gen, state, ckpt = _as_stream(data, cfg, di, collate_fn), torch.Generator(dev), TrainState(), run_dir / CKPT_NAME
     gen.manual_seed(tc.seed + di.rank)                                # per-process draws (flow times, noise, rows)
-    if resume: state.step = state.ckpt_step = _restore(ckpt, cfg, model, opt, ema, stream, gen, di)
+    if resume:
+        state.step, state.elapsed = _restore(ckpt, cfg, model, opt, ema, stream, gen, di)
+        state.ckpt_step = state.step
     elif ckpt.exists(): raise UserError(f"{ckpt} exists: pass resume=True to continue that run, or choose a new run folder")
     else: seed_everything(tc.seed + di.rank)
     if di.main:
@@ -250,7 +254,8 @@ def train(model: nn.Module, data, cfg: Config, run_dir, resume: bool = False, lo
               f"{tc.optimizer} lr {tc.lr:g}, {dev} x{di.world_size}, steps {state.step}->{tc.steps}, run folder {run_dir}")
     it, window, t_log = iter(stream), [], time.perf_counter()
     bar = tqdm(total=tc.steps, initial=state.step, unit="step", disable=not (progress and di.main))
-    while state.step < tc.steps:
+    clock = time.perf_counter() - state.elapsed                       # training seconds count from here
+    while state.step < tc.steps and not (tc.max_seconds and time.perf_counter() - clock >= tc.max_seconds):
         batch = next(it, None)                                                      # 1. data
         if batch is None: warnings.warn(f"the data ran out after step {state.step}"); break
         try: rec = train_step(net, to_device(batch, dev), opt, tc, state.step + 1, gen, loss_fn, dev, di)  # 2.-5.
@@ -260,14 +265,23 @@ def train(model: nn.Module, data, cfg: Config, run_dir, resume: bool = False, lo
                                 if state.ckpt_step else "No checkpoint had been written yet; ")
                                 + "lower train.lr or lengthen train.warmup_steps and start again from it.") from None
         ema.update(model)                                                           # 6. EMA
-        state.step += 1; state.history.append(rec); window.append(rec)
-        bar.set_postfix(loss=f"{rec['loss']:.4f}", refresh=False); bar.update(1)
-        if state.step % tc.log_every == 0 or state.step == tc.steps:                # 7. log
+        state.step += 1
+        rec["elapsed"] = time.perf_counter() - clock                                # training seconds so far
+        state.history.append(rec)
+        window.append(rec)
+        bar.set_postfix(loss=f"{rec['loss']:.4f}", refresh=False)
+        bar.update(1)
+        last = state.step == tc.steps or bool(tc.max_seconds and rec["elapsed"] >= tc.max_seconds)
+        if state.step % tc.log_every == 0 or last:                                  # 7. log
             if di.main: log_metrics(run_dir, window, time.perf_counter() - t_log)
             window, t_log = [], time.perf_counter()
-        if state.step % tc.ckpt_every == 0 or state.step == tc.steps:               #    checkpoint
+        if state.step % tc.ckpt_every == 0 or last:                                 #    checkpoint
             _checkpoint(ckpt, cfg, state, model, opt, ema, stream, gen, di)
-        if eval_fn is not None and eval_every and state.step % eval_every == 0 and di.main:   # evaluate the EMA
-            with open(run_dir / "metrics.jsonl", "a") as f: f.write(json.dumps({"step": state.step, "eval": eval_fn(ema.ema_model, state.step)}) + "\n")
+        if eval_fn is not None and eval_every and (state.step % eval_every == 0 or last) and di.main:
+            t_eval = time.perf_counter()                                            # evaluate the EMA, off the clock
+            rec_eval = {"step": state.step, "elapsed": rec["elapsed"], "eval": eval_fn(ema.ema_model, state.step)}
+            with open(run_dir / "metrics.jsonl", "a") as f: f.write(json.dumps(rec_eval) + "\n")
+            clock += time.perf_counter() - t_eval
+            t_log += time.perf_counter() - t_eval
     bar.close()
     return state.history
