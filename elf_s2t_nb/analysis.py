@@ -159,7 +159,7 @@ def decode_logits(elf, cond: torch.Tensor, x_final: torch.Tensor, sc_cfg_scale: 
     x = torch.cat([z, torch.cat([cond, torch.zeros_like(x_final)], 1)], -1)  # (B, S, 2D), as sampling.decode_ids
     B = z.shape[0]
     _, logits = elf(x, torch.ones(B, device=z.device), sc_cfg_scale=sc_cfg_scale, decoder_mode=1.0)
-    return logits[:, cond.shape[1]:]                                         # (B, L, V)
+    return logits[:, -x_final.shape[1]:]                                     # (B, L, V): the text slots
 
 def top2_margin(logits: torch.Tensor) -> torch.Tensor:
     "Best minus second-best softmax probability at each position: (..., V) -> (...)."

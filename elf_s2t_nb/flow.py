@@ -220,7 +220,7 @@ def training_loss(model,                      # ELF-like network: (x, t, sc_cfg_
                           decoder_mode=dec.to(z.dtype) if len(rows) else None, logits_rows=rows)
     mask = seq_loss_mask(text_loss_mask(B, L, device=dev) if loss_mask is None else loss_mask.to(dev, z.dtype), A)
     l2 = v_mse(x_to_v(restore_cond(x_hat, cond), z, t, cfg.t_eps), v_star)          # (B, S)
-    ce, hit = _ce_tokens(logits, F.pad(ids[rows], (A, 0))) if len(rows) else (l2[:0], l2[:0].bool())
-    den_mask, dec_mask = mask * (~dec)[:, None], mask[rows]
+    ce, hit = _ce_tokens(logits[:, -L:], ids[rows]) if len(rows) else (l2[:0, A:], l2[:0, A:].bool())  # text slots
+    den_mask, dec_mask = mask * (~dec)[:, None], mask[rows, A:]
     loss = ((ce * dec_mask).sum() + (l2 * den_mask).sum()) / mask.sum().clamp(min=1)
     return loss, _stats(loss, l2, ce, hit, den_mask, dec_mask, dec, sc, dropped)

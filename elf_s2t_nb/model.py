@@ -194,7 +194,7 @@ class ELF(nn.Module):
         init_elf_(self)
 
     def forward(self, x, t, sc_cfg_scale=None, decoder_mode=None, logits_rows=None):
-        "x (B, S, 2D|D), t (B,) -> x_hat (B, S, D), logits (R, S, V) for `logits_rows` in decode mode, else None."
+        "x (B, S, 2D|D), t (B,) -> x_hat (B, S, D), and in decode mode logits (R, S - n_cond, V) of the text slots."
         _check_input(self.cfg, x)
         B, S, C = x.shape
         with torch.autocast(x.device.type, enabled=False):                  # input projections in float32
@@ -204,7 +204,8 @@ class ELF(nn.Module):
         for blk in self.blocks: h = blk(h, self.rope_cos, self.rope_sin)    # the caller's autocast applies here
         with torch.autocast(x.device.type, enabled=False):                  # heads in float32
             h = h[:, self.n_prefix:].float()                                # (B, S, H): prefix dropped
-            logits = None if decoder_mode is None else self.vocab_logits(h if logits_rows is None else h[logits_rows])
+            h_text = h[:, self.cfg.n_cond:] if logits_rows is None else h[logits_rows, self.cfg.n_cond:]
+            logits = None if decoder_mode is None else self.vocab_logits(h_text)   # no logits for the audio slots
             return self.final_layer(h), logits
 
     def vocab_logits(self, h):  # (R, S, H) -> (R, S, V), read before any final norm

@@ -75,7 +75,7 @@ def decode_ids(model, z: Tensor,          # (B, S, D) final latents, condition i
     B, n_cond = z.shape[0], 0 if cond is None else cond.shape[1]
     x = torch.cat([z, restore_cond(torch.zeros_like(z), cond)], -1)                    # (B, S, 2D)
     _, logits = model(x, z.new_ones(B), sc_cfg_scale=z.new_full((B,), sc_cfg_scale), decoder_mode=z.new_ones(B))
-    return logits[:, n_cond:].argmax(-1)
+    return logits[:, -(z.shape[1] - n_cond):].argmax(-1)   # the text slots (a model may return logits for all)
 
 def cut_at_eos(ids: Tensor, eos_id: int) -> list[list[int]]:
     "Each row of ids (B, L) as a list, cut before its first `eos_id`."
