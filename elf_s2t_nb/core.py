@@ -150,6 +150,9 @@ class TrainConfig:
     bf16: bool = True             # autocast on CUDA only; CPU stays float32
     compile: bool = False
     max_seconds: float = 0.0      # also stop after this many training seconds (0 = no limit): same-budget comparisons
+    lr_decay: str = "none"        # after warmup: 'none' (constant, ELF) or 'cosine' (to lr_min_ratio * lr at `steps`)
+    lr_min_ratio: float = 0.1
+    ema_warmup: bool = False      # EMA decay min(ema_decay, (1 + n) / (10 + n)) at step n: short runs forget the init
 
 @dataclass
 class SampleConfig:

@@ -134,6 +134,8 @@ def transcribe_batches(model, batches: Iterable[dict], sample_cfg: SampleConfig,
     "Sample every batch (cond = projector(features)), cut at the first EOS, detokenise; return texts, ids and timing."
     elf, proj = unwrap(model)
     elf.eval(); proj.eval()
+    fc = getattr(model, "flow_cfg", None)                                       # the run's own noise scale and times
+    flow_kw = {} if fc is None else dict(noise_scale=fc.noise_scale, p_mean=fc.p_mean, p_std=fc.p_std, t_eps=fc.t_eps)
     dev = next(elf.parameters()).device
     gen = torch.Generator().manual_seed(sample_cfg.seed)                        # CPU: the same draws on every device
     out = dict(hyps=[], refs=[], uids=[], ids=[], kept=[], seconds=0.0)
@@ -145,7 +147,7 @@ def transcribe_batches(model, batches: Iterable[dict], sample_cfg: SampleConfig,
         cond, _ = proj(feats, lens)                                             # (B, A, D)
         if null_cond: cond = torch.zeros_like(cond)                             # audio dropout's null: the text prior
         n_text = elf.cfg.max_length - cond.shape[1]
-        so = sampling.sample(elf, cond, n_text, sample_cfg, text_encoder.dim, gen=gen, record=record)
+        so = sampling.sample(elf, cond, n_text, sample_cfg, text_encoder.dim, gen=gen, record=record, **flow_kw)
         ids = sampling.cut_at_eos(so.ids, text_encoder.eos_id)
         hyps = text_encoder.decode(so.ids)                                      # cuts at the first EOS too
         _sync(dev); out["seconds"] += time.perf_counter() - t0

@@ -21,7 +21,7 @@ from .latents import TextEncoder, LatentCache
 from .model import ELF, count_params, load_elf_checkpoint
 from .projector import AudioProjector
 from .run_state import CKPT_NAME, BatchStream, CheckpointError, load_checkpoint, unwrap
-from .train import ElfS2T, train
+from .train import ElfS2T, decode_probe, train
 from .audio import load_audio
 from .evaluate import transcribe_batches, score, save_jsonl, utterance_records
 
@@ -154,6 +154,7 @@ def load_vocab(run_dir, cfg: Config, te: TextEncoder):
 def pretrain_text(cfg: Config, run_dir, resume: bool = False, device: str = "auto", progress: bool = True, limit: int = 0) -> dict:
     "Stage 1: unconditional ELF on the corpus's English text latents. Returns the run's summary."
     te, vocab, ds = prepare_text(cfg, limit=limit)
+    seed_everything(cfg.train.seed)                                    # `train.seed` decides the initial weights too
     model = build_model(cfg, te.dim, vocab.size)
     Path(run_dir).mkdir(parents=True, exist_ok=True); save_vocab(run_dir, vocab)
     t0 = time.perf_counter()
@@ -180,21 +181,29 @@ def _inherit(cfg: Config, init) -> Config:
     return cfg
 
 def finetune_speech(cfg: Config, run_dir, init=None, resume: bool = False, device: str = "auto", progress: bool = True,
-                    limit: int = 0) -> dict:
-    "Stage 2: projector + backbone on speech (audio forcing and audio dropout as `cfg.flow` says). Returns the run's summary."
+                    limit: int = 0, eval_fn=None, eval_every: int = 0) -> dict:
+    """Stage 2: projector + backbone on speech (audio forcing and audio dropout as `cfg.flow` says). Returns the run's summary.
+    Every `train.log_every` steps the decode probe of the EMA model goes into metrics.jsonl; `eval_fn(ema_model, step)`
+    (e.g. a test WER for a learning curve) is called every `eval_every` steps, off the training clock."""
     cfg = _inherit(cfg, init)
     te, vocab, _ = prepare_text(cfg, limit=limit)
     if init and (Path(init) / "vocab.json").is_file(): vocab = load_vocab(init, cfg, te)   # the backbone's own head
     whisper = WhisperEncoder(cfg.whisper.name, cfg.whisper.true_length, cfg.whisper.device)
     ds = speech_split(cfg, "train", whisper, te, vocab, progress)
+    seed_everything(cfg.train.seed)                                    # `train.seed` decides the initial weights too
     model = build_model(cfg, te.dim, vocab.size, whisper.d_model)
     if init and not resume: init_backbone(model, init)
     Path(run_dir).mkdir(parents=True, exist_ok=True); save_vocab(run_dir, vocab)
     B = min(cfg.data.batch_size, len(ds))
     stream = BatchStream(ds, B, seed=cfg.train.seed, batcher=length_batcher(ds.feat_lens.tolist(), B, cfg.train.seed))
+    probe = ds.__getitems__(list(range(0, len(ds), max(1, len(ds) // 32)))[:32])    # a fixed spread of training clips
+    every = cfg.train.log_every if not eval_every else eval_every
+    def probe_fn(ema_model, step):
+        out = decode_probe(ema_model, probe, vocab.eos_id, cfg.flow.decoder_noise_scale)
+        return out if eval_fn is None else {**out, **eval_fn(ema_model, step)}
     t0 = time.perf_counter()
     hist = train(model, stream, dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, batch_size=B)), run_dir,
-                 resume=resume, device=device, progress=progress)
+                 resume=resume, device=device, progress=progress, eval_fn=probe_fn, eval_every=every)
     return _summary(hist, time.perf_counter() - t0, n_train=len(ds), hours=sum(ds.seconds) / 3600)
 
 # %% ../nbs/15_pipeline.ipynb #45e4e9f6

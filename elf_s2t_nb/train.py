@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_training.ipynb #68630e6e
 from __future__ import annotations
-import json, time, warnings
+import json, math, time, warnings
 from contextlib import contextmanager, nullcontext
 from copy import deepcopy
 from dataclasses import dataclass, field
@@ -19,14 +19,14 @@ from tqdm.auto import tqdm
 
 from .core import Config, ConfigError, FlowConfig, TrainConfig, UserError
 from .core import atomic_write_text, get_device, save_config, seed_everything
-from .flow import training_loss
+from .flow import decoder_input, restore_cond, training_loss
 from .run_state import CKPT_NAME, BatchStream, DistInfo, init_distributed, load_checkpoint, load_ema
 from .run_state import mean_over_ranks, rng_state, save_checkpoint, set_rng_state, unwrap
 
 # %% auto #0
 __all__ = ['split_params', 'Optimizers', 'make_optimizer', 'lr_at', 'set_lr', 'EMA', 'autocast_for', 'setup_precision', 'ElfS2T',
-           'DivergedError', 'TrainState', 'model_loss', 'to_device', 'train_step', 'log_metrics', 'read_metrics',
-           'train']
+           'decode_probe', 'DivergedError', 'TrainState', 'model_loss', 'to_device', 'train_step', 'log_metrics',
+           'read_metrics', 'train']
 
 # %% ../nbs/10_training.ipynb #6f4d098a
 def _muon_lr_scale(p: nn.Parameter, is_linear_weight: bool) -> float:
@@ -71,8 +71,15 @@ def make_optimizer(model: nn.Module, tc: TrainConfig) -> Optimizers:
 
 # %% ../nbs/10_training.ipynb #07b1c74e
 def lr_at(step: int, tc: TrainConfig) -> float:
-    "The lr for (1-based) `step`: linear warmup from 0 over `warmup_steps`, then constant (ELF)."
-    return tc.lr * min(1.0, step / tc.warmup_steps) if tc.warmup_steps > 0 else tc.lr
+    "The lr for (1-based) `step`: linear warmup over `warmup_steps`, then constant (ELF) or a cosine to `lr_min_ratio`."
+    if tc.warmup_steps > 0 and step < tc.warmup_steps:
+        return tc.lr * step / tc.warmup_steps
+    if tc.lr_decay == "none":
+        return tc.lr
+    if tc.lr_decay != "cosine":
+        raise ConfigError(f"train.lr_decay must be 'none' or 'cosine', got {tc.lr_decay!r}")
+    done = min(1.0, (step - tc.warmup_steps) / max(1, tc.steps - tc.warmup_steps))
+    return tc.lr * (tc.lr_min_ratio + (1 - tc.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * done)))
 
 def set_lr(opt, lr: float) -> float:
     "Set `lr` (times the group's `lr_scale`, if any) in every parameter group of `opt`."
@@ -82,13 +89,16 @@ def set_lr(opt, lr: float) -> float:
 # %% ../nbs/10_training.ipynb #59e6bd83
 class EMA:
     "Exponential moving average of a model's weights: ema <- d * ema + (1 - d) * weights, after every step."
-    def __init__(self, model: nn.Module, decay: float):
-        self.decay, self.ema_model = decay, deepcopy(unwrap(model)).eval().requires_grad_(False)
+    def __init__(self, model: nn.Module, decay: float, warmup: bool = False):
+        self.decay, self.warmup, self.ema_model = decay, warmup, deepcopy(unwrap(model)).eval().requires_grad_(False)
+    def decay_at(self, step: int | None) -> float:
+        "The decay used after (1-based) `step`: `decay`, or with warm-up min(decay, (1 + step) / (10 + step))."
+        return min(self.decay, (1 + step) / (10 + step)) if self.warmup and step is not None else self.decay
     @torch.no_grad()
-    def update(self, model: nn.Module):
+    def update(self, model: nn.Module, step: int | None = None):
         "Move the average towards `model`'s current weights."
         src = unwrap(model)
-        torch._foreach_lerp_(list(self.ema_model.parameters()), list(src.parameters()), 1.0 - self.decay)
+        torch._foreach_lerp_(list(self.ema_model.parameters()), list(src.parameters()), 1.0 - self.decay_at(step))
         for b, s in zip(self.ema_model.buffers(), src.buffers()): b.copy_(s)
     def copy_to(self, model: nn.Module): unwrap(model).load_state_dict(self.ema_model.state_dict())
     @contextmanager
@@ -125,6 +135,34 @@ class ElfS2T(nn.Module):
         return training_loss(self.elf, batch["x0"], batch["ids"], batch.get("loss_mask"), cond=cond,
                              cfg=flow_cfg or self.flow_cfg, gen=gen)
     def forward(self, batch: dict, gen: torch.Generator | None = None): return self.loss(batch, self.flow_cfg, gen)
+
+# %% ../nbs/10_training.ipynb #0ac6e92f
+@torch.no_grad()
+def decode_probe(model: ElfS2T,     # backbone + projector
+                 batch: dict,        # features, feat_lens, x0, ids (compact ids of the decode head)
+                 eos_id: int,        # the head's EOS id: those slots are left out
+                 sigma_d: float = 1.0, seed: int = 0) -> dict:
+    "Word-token accuracy (EOS excluded) of one decode pass: text slots pure noise with / without audio, and clean."
+    elf, proj = unwrap(model).elf, unwrap(model).projector
+    was_training = elf.training
+    elf.eval()
+    proj.eval()
+    dev = next(elf.parameters()).device
+    x0, ids = batch["x0"].to(dev).float(), batch["ids"].to(dev)
+    cond = proj(batch["features"].to(dev).float(), batch["feat_lens"].to(dev))[0]
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed)).to(dev)
+    words = ids != eos_id
+    out = {}
+    for name, c, lam in (("acc_audio", cond, 0.0), ("acc_null", torch.zeros_like(cond), 0.0), ("acc_clean", cond, 1.0)):
+        z = decoder_input(x0, eps, x0.new_full(ids.shape, lam), c, sigma_d)
+        x = torch.cat([z, restore_cond(torch.zeros_like(z), c)], -1)
+        B = x.shape[0]
+        _, logits = elf(x, x.new_ones(B), sc_cfg_scale=x.new_ones(B), decoder_mode=x.new_ones(B))
+        hit = logits[:, -ids.shape[1]:].argmax(-1) == ids
+        out[name] = float(hit[words].float().mean())
+    elf.train(was_training)
+    proj.train(was_training)
+    return out
 
 # %% ../nbs/10_training.ipynb #955a76e0
 class DivergedError(UserError, FloatingPointError):
@@ -232,7 +270,7 @@ def _setup(model: nn.Module, cfg: Config, device: str, di: DistInfo):
     if cfg.train.compile: model.compile()
     net = (nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
            if di.world_size > 1 else model)                           # DDP broadcasts process 0's weights here
-    return dev, net, make_optimizer(model, cfg.train), EMA(model, cfg.train.ema_decay)
+    return dev, net, make_optimizer(model, cfg.train), EMA(model, cfg.train.ema_decay, cfg.train.ema_warmup)
 
 def train(model: nn.Module, data, cfg: Config, run_dir, resume: bool = False, loss_fn: Callable | None = None,
           eval_fn: Callable | None = None, eval_every: int = 0, collate_fn: Callable | None = None,
@@ -264,7 +302,7 @@ def train(model: nn.Module, data, cfg: Config, run_dir, resume: bool = False, lo
             raise DivergedError(f"{e}. " + (f"The last good checkpoint, {ckpt} (step {state.ckpt_step}), was left untouched; "
                                 if state.ckpt_step else "No checkpoint had been written yet; ")
                                 + "lower train.lr or lengthen train.warmup_steps and start again from it.") from None
-        ema.update(model)                                                           # 6. EMA
+        ema.update(model, state.step + 1)                                           # 6. EMA
         state.step += 1
         rec["elapsed"] = time.perf_counter() - clock                                # training seconds so far
         state.history.append(rec)
