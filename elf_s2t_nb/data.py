@@ -233,14 +233,14 @@ def speech_lang(cfg: DataConfig) -> str:
         return cfg.src_lang
     raise ConfigError(f"unknown data.task {cfg.task!r}; choose asr or s2tt")
 
-SOURCES = ("synth", "commands")   # the offline corpora: verses (05_data), spoken commands (04a_command_corpus)
+SOURCES = ("synth", "commands")   # the offline corpora: verses (here), spoken commands (04a_command_corpus)
 
 def plan_split(cfg: DataConfig, split: str, seed: int = 0, skips: Counter | None = None) -> list[dict]:
-    "The utterance specs of one split of the offline corpus `cfg.source`, spoken in the language of `cfg.task`."
+    "The utterance specs of one split of the offline corpus `cfg.source`, in the language of `cfg.task`."
     n = cfg.n_train if split == "train" else cfg.n_eval
     if cfg.source == "commands": return plan_command_utterances(speech_lang(cfg), split, n, seed, skips)
     if cfg.source == "synth": return plan_utterances(load_verses(), speech_lang(cfg), split, n, seed, skips)
-    raise ConfigError(f"data.source={cfg.source!r} is not an offline corpus; choose one of {', '.join(SOURCES)}")
+    raise ConfigError(f"data.source={cfg.source!r} is not an offline corpus; choose {' or '.join(SOURCES)}")
 
 def _reuse_note(hits: list[int], ns: list[int]) -> str:
     "'; reused from the cache: features of a/n clips, latents of b/m texts' when a cache served anything."

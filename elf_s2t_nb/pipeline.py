@@ -122,7 +122,7 @@ class TextDataset(torch.utils.data.Dataset):
 
 # %% ../nbs/15_pipeline.ipynb #f3e8e02e
 def train_texts(cfg: Config) -> list[str]:
-    "The English training texts of the corpus `cfg.data.source` (unique, in order) within the word limits of `cfg.data`."
+    "The English training texts of `cfg.data.source` (unique, in order) within the word limits of `cfg.data`."
     from elf_s2t_nb.command_corpus import command_sentences
     seen, out = set(), []
     for v in command_sentences("train") if cfg.data.source == "commands" else load_verses(split="train"):
@@ -205,7 +205,7 @@ def train_run(cfg: Config, out="runs", stage: str = "speech", resume=None, init=
     if stage not in ("text", "speech"): raise ConfigError(f"unknown stage {stage!r}; choose text or speech")
     if cfg.data.source not in SOURCES:
         raise ConfigError(f"data.source={cfg.data.source!r} trains through the paper-scale recipe (gpu.run_recipe); "
-                          "`elf-s2t train` here trains on the offline corpora (data.source=synth or commands)")
+                          "`elf-s2t train` trains on the offline corpora here (synth or commands)")
     if resume:
         run_dir = Path(resume)
         if not (run_dir / CKPT_NAME).is_file():
