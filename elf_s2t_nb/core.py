@@ -126,7 +126,7 @@ class FlowConfig:
 # %% ../nbs/00_core.ipynb #066566c3
 @dataclass
 class DataConfig:
-    source: str = "synth"         # 'synth' (offline espeak-ng corpus), 'librispeech', 'covost2'
+    source: str = "synth"         # espeak-ng corpora 'synth' (verses), 'commands'; 'librispeech', 'covost2'
     task: str = "asr"             # 'asr' (speech -> same-language text) or 's2tt' (speech -> English text)
     src_lang: str = "en"          # language of the speech: en for ASR; de/fr for S2TT
     n_train: int = 0              # 0 = all available

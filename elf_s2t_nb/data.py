@@ -18,13 +18,14 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .audio import SAMPLE_RATE, AudioError, TTSError, load_audio, synthesize, write_audio
+from .command_corpus import plan_command_utterances
 from .core import ConfigError, DataConfig, UserError, cache_dir
 
 # %% auto #0
-__all__ = ['VERSES', 'FIELDS', 'VOICES', 'TRAIN_VARIANTS', 'TEST_VARIANTS', 'RATES', 'PITCHES', 'SIZES', 'DataError',
+__all__ = ['VERSES', 'FIELDS', 'VOICES', 'TRAIN_VARIANTS', 'TEST_VARIANTS', 'RATES', 'PITCHES', 'SIZES', 'SOURCES', 'DataError',
            'load_verses', 'plan_utterances', 'audio_path', 'synthesize_corpus', 'speech_features', 'SpeechTextDataset',
            'collate_speech', 'filter_examples', 'length_batcher', 'BucketBatchSampler', 'make_loader', 'synth_config',
-           'speech_lang', 'build_synth_split']
+           'speech_lang', 'plan_split', 'build_synth_split']
 
 # %% ../nbs/05_data.ipynb #4d207fef
 VERSES = Path(str(files("elf_s2t_nb"))) / "data" / "verses.jsonl.gz"   # shipped with the package
@@ -232,6 +233,15 @@ def speech_lang(cfg: DataConfig) -> str:
         return cfg.src_lang
     raise ConfigError(f"unknown data.task {cfg.task!r}; choose asr or s2tt")
 
+SOURCES = ("synth", "commands")   # the offline corpora: verses (here), spoken commands (04a_command_corpus)
+
+def plan_split(cfg: DataConfig, split: str, seed: int = 0, skips: Counter | None = None) -> list[dict]:
+    "The utterance specs of one split of the offline corpus `cfg.source`, in the language of `cfg.task`."
+    n = cfg.n_train if split == "train" else cfg.n_eval
+    if cfg.source == "commands": return plan_command_utterances(speech_lang(cfg), split, n, seed, skips)
+    if cfg.source == "synth": return plan_utterances(load_verses(), speech_lang(cfg), split, n, seed, skips)
+    raise ConfigError(f"data.source={cfg.source!r} is not an offline corpus; choose {' or '.join(SOURCES)}")
+
 def _reuse_note(hits: list[int], ns: list[int]) -> str:
     "'; reused from the cache: features of a/n clips, latents of b/m texts' when a cache served anything."
     return f"; reused from the cache: features of {hits[0]}/{ns[0]} clips, latents of {hits[1]}/{ns[1]} texts" if any(hits) else ""
@@ -243,7 +253,7 @@ def build_synth_split(cfg: DataConfig, split: str, feature_cache, latent_cache, 
     if split not in ("train", "dev", "test"): raise ConfigError(f"unknown split {split!r}; choose train, dev or test")
     skips, t = Counter(), [time.perf_counter()]
     hits0 = [getattr(c, "hits", 0) for c in (feature_cache, latent_cache)]
-    specs = plan_utterances(load_verses(), speech_lang(cfg), split, cfg.n_train if split == "train" else cfg.n_eval, seed, skips)
+    specs = plan_split(cfg, split, seed, skips)
     recs = synthesize_corpus(specs, root, workers, progress); t.append(time.perf_counter())
     recs, feats = speech_features(recs, feature_cache, skips=skips, progress=progress); t.append(time.perf_counter())
     recs, feats = filter_examples(recs, feats, max_frames, cfg.min_words, cfg.max_words, skips)

@@ -13,7 +13,7 @@ import torch
 
 from .core import Config, ConfigError, get_preset, override, make_run_dir, atomic_write_text, cache_dir
 from .audio import load_audio
-from .data import plan_utterances, audio_path, load_verses
+from .data import plan_split, audio_path
 from .evaluate import transcribe_batches, score, audio_ablations, whisper_greedy, save_jsonl, utterance_records
 from .analysis import align_words, error_summary, WordSpace, confusion_analysis
 from .pipeline import pretrain_text, finetune_speech, load_run, speech_split
@@ -51,7 +51,7 @@ def stage_configs(cfg: Config, size: str, task: str | None = None, forcing: bool
 # %% ../nbs/16_demo.ipynb #30deed50
 def _test_clips(cfg: Config, uids: list[str]) -> list[np.ndarray]:
     "The 16 kHz test clips of the utterances `uids` (as spoken by `data.synthesize_corpus`)."
-    specs = {s["uid"]: s for s in plan_utterances(load_verses(), cfg.data.src_lang, "test", cfg.data.n_eval, cfg.train.seed)}
+    specs = {s["uid"]: s for s in plan_split(cfg.data, "test", cfg.train.seed)}
     return [load_audio(audio_path(cache_dir("corpus", "synth"), specs[u])) for u in uids]
 
 WHISPER_MAX_TOKENS = 64

@@ -15,7 +15,7 @@ from torch import nn
 from fastcore.basics import patch
 from .core import Config, ConfigError, UserError, load_config, override, get_device, get_preset, seed_everything
 from .core import atomic_write_text, make_run_dir
-from .data import SpeechTextDataset, build_synth_split, length_batcher, load_verses
+from .data import SOURCES, SpeechTextDataset, build_synth_split, length_batcher, load_verses
 from .whisper_encoder import WhisperEncoder, FeatureCache
 from .latents import TextEncoder, LatentCache
 from .model import ELF, count_params, load_elf_checkpoint
@@ -122,9 +122,10 @@ class TextDataset(torch.utils.data.Dataset):
 
 # %% ../nbs/15_pipeline.ipynb #f3e8e02e
 def train_texts(cfg: Config) -> list[str]:
-    "The English training texts of the shipped corpus (unique, in corpus order), within the word limits of `cfg.data`."
+    "The English training texts of `cfg.data.source` (unique, in order) within the word limits of `cfg.data`."
+    from elf_s2t_nb.command_corpus import command_sentences
     seen, out = set(), []
-    for v in load_verses(split="train"):
+    for v in command_sentences("train") if cfg.data.source == "commands" else load_verses(split="train"):
         n = len(v["en"].split())
         if v["en"] not in seen and cfg.data.min_words <= n <= (cfg.data.max_words or n): seen.add(v["en"]); out.append(v["en"])
     return out
@@ -211,9 +212,9 @@ def train_run(cfg: Config, out="runs", stage: str = "speech", resume=None, init=
               limit: int = 0) -> Path:
     "Behind `elf-s2t train`: one stage (`text` pretraining or `speech` fine-tuning) into a new run folder, or `resume` one."
     if stage not in ("text", "speech"): raise ConfigError(f"unknown stage {stage!r}; choose text or speech")
-    if cfg.data.source != "synth":
+    if cfg.data.source not in SOURCES:
         raise ConfigError(f"data.source={cfg.data.source!r} trains through the paper-scale recipe (gpu.run_recipe); "
-                          "`elf-s2t train` here trains on the offline corpus (data.source=synth)")
+                          "`elf-s2t train` trains on the offline corpora here (synth or commands)")
     if resume:
         run_dir = Path(resume)
         if not (run_dir / CKPT_NAME).is_file():
@@ -288,10 +289,9 @@ def data_command(task: str = "asr", size: str = "demo", info: bool = False, over
     cfg = stage_configs(override(get_preset("cpu-tiny"), list(overrides)), size, task)
     out = {"task": task, "speech": cfg.data.src_lang, "whisper": cfg.whisper.name}
     if info:
-        from elf_s2t_nb.data import plan_utterances
-        v = load_verses()
-        for split, n in (("train", cfg.data.n_train), ("dev", cfg.data.n_eval), ("test", cfg.data.n_eval)):
-            out[split] = {"utterances": len(plan_utterances(v, cfg.data.src_lang, split, n, cfg.train.seed))}
+        from elf_s2t_nb.data import plan_split
+        for split in ("train", "dev", "test"):
+            out[split] = {"utterances": len(plan_split(cfg.data, split, cfg.train.seed))}
         return out
     te, vocab, _ = prepare_text(cfg, limit=SIZES[size]["limit"])
     whisper = WhisperEncoder(cfg.whisper.name, cfg.whisper.true_length, cfg.whisper.device)
