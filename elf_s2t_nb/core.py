@@ -224,8 +224,15 @@ def load_config(path: str | Path) -> Config:
     text = path.read_text(encoding="utf-8")
     try: d = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}") from None
+        raise ConfigError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
+                          f"{_parse_problem(e)}") from None
     return Config.from_dict(d or {})
+
+def _parse_problem(e: Exception) -> str:
+    "One line from a JSON or YAML parse error (YAML's own message spans several lines)."
+    mark = getattr(e, "problem_mark", None)
+    if mark is None: return str(e).splitlines()[0]
+    return f"{getattr(e, 'problem', None) or 'cannot parse'} (line {mark.line + 1}, column {mark.column + 1})"
 
 # %% ../nbs/00_core.ipynb #3c96ac84
 def override(cfg: Config, assignments: list[str]) -> Config:
