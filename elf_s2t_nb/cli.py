@@ -10,8 +10,8 @@ from pathlib import Path
 from .core import UserError, ConfigError, get_preset, load_config, override, PRESETS
 
 # %% auto #0
-__all__ = ['COMMANDS', 'cmd_config', 'cmd_demo', 'cmd_train', 'cmd_eval', 'cmd_transcribe', 'cmd_data', 'cmd_bench',
-           'make_parser', 'main']
+__all__ = ['TASKS', 'SIZES', 'COMMANDS', 'cmd_config', 'cmd_demo', 'cmd_train', 'cmd_eval', 'cmd_transcribe', 'cmd_data',
+           'cmd_bench', 'make_parser', 'main']
 
 # %% ../nbs/14_cli.ipynb #ac504fdf
 def _config_from_args(a) -> "Config":
@@ -31,39 +31,49 @@ def cmd_config(a) -> int:
     print(json.dumps(d, indent=2) if a.format == "json" else yaml.safe_dump(d, sort_keys=False), end="")
     return 0
 
+TASKS = ("asr", "s2tt")
+
 def cmd_demo(a) -> int:
     "The main job: corpus, features, text pretraining, speech fine-tuning (ASR and S2TT), evaluation, error analysis."
     from elf_s2t_nb.demo import run_demo
-    run_demo(preset=a.preset, out=a.out, size=a.size, tasks=a.tasks.split(","), ablate_forcing=a.ablate_forcing,
+    tasks = [t.strip() for t in a.tasks.split(",") if t.strip()]
+    bad = [t for t in tasks if t not in TASKS]
+    if bad or not tasks: raise ConfigError(f"--tasks {a.tasks!r}: give a comma-separated list of {', '.join(TASKS)}")
+    override(get_preset(a.preset), a.set or [])                     # a bad preset or --set fails before any work
+    run_demo(preset=a.preset, out=a.out, size=a.size, tasks=tasks, ablate_forcing=a.ablate_forcing,
              overrides=a.set or [])
     return 0
 
 def cmd_train(a) -> int:
-    "Train (or resume) one run from a preset or config file."
-    from elf_s2t_nb.pipeline import train_run
-    train_run(_config_from_args(a), out=a.out, stage=a.stage, resume=a.resume, init=a.init)
+    "Train one stage from a preset or config file, or resume a run with its own config (and `--set` on top)."
+    from elf_s2t_nb.pipeline import resume_config, train_run
+    if a.resume and (a.preset or a.config):
+        raise ConfigError("--resume continues a run with its own config.json; give only --set overrides "
+                          "(e.g. --set train.steps=2000)")
+    cfg = resume_config(a.resume, a.set or []) if a.resume else _config_from_args(a)
+    train_run(cfg, out=a.out, stage=a.stage, resume=a.resume, init=a.init)
     return 0
 
 # %% ../nbs/14_cli.ipynb #8477b517
 def cmd_eval(a) -> int:
-    "Evaluate a trained run on its test split (WER or BLEU), optionally overriding sampling settings."
+    "Evaluate a trained run on a split of its corpus (WER, BLEU), optionally overriding sampling settings."
     from elf_s2t_nb.pipeline import eval_run
     sets = list(a.set or [])
     if a.cfg_scale is not None: sets.append(f"sample.cfg_scale={a.cfg_scale}")
     if a.steps is not None: sets.append(f"sample.steps={a.steps}")
-    _print_json(eval_run(a.run, split=a.split, overrides=sets, limit=a.limit))
+    _print_json(eval_run(a.run, split=a.split, overrides=sets, limit=a.limit, task=a.task))
     return 0
 
 def cmd_transcribe(a) -> int:
     "Transcribe (ASR) or translate (S2TT, if the run was trained for it) audio files with a trained run."
     from elf_s2t_nb.pipeline import load_run, transcribe_files
-    run = load_run(a.run)
+    run = load_run(a.run, task=a.task)
     for f, text in zip(a.files, transcribe_files(run, a.files, cfg_scale=a.cfg_scale, steps=a.steps)):
         print(f"{f}\t{text}")
     return 0
 
 def cmd_data(a) -> int:
-    "Build the offline speech corpus (or show what is built)."
+    "Build the offline speech corpus of a task (or, with --info, only count what it holds and what is spoken)."
     from elf_s2t_nb.pipeline import data_command
     _print_json(data_command(task=a.task, size=a.size, info=a.info, overrides=a.set or []))
     return 0
@@ -71,45 +81,74 @@ def cmd_data(a) -> int:
 def cmd_bench(a) -> int:
     "Side-by-side speed (and WER) table: caches, true length vs full window, ELF-S2T vs Whisper's decoder, training step."
     from elf_s2t_nb.pipeline import bench_command
-    print(bench_command(run=a.run, out=a.out, gpu=a.gpu, quick=a.quick))
+    print(bench_command(run=a.run, out=a.out, gpu=a.gpu, quick=a.quick, task=a.task))
     return 0
 
 # %% ../nbs/14_cli.ipynb #ac58e834
+SIZES = ("tiny", "demo", "big")          # the sizes of `demo.SIZES`, named here so that --help needs no torch
+
 def _common(p, cfg_opts: bool = True):
     if cfg_opts:
-        p.add_argument("--preset", choices=list(PRESETS), help="a named preset (default cpu-tiny)")
+        p.add_argument("--preset", help=f"a named preset: {', '.join(PRESETS)} (default cpu-tiny)")
         p.add_argument("--config", help="a .json/.yaml config file (instead of --preset)")
-    p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE", help="override one config field (repeatable)")
+    p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
+                   help="override one config field (repeatable)")
+
+def _task_opt(p):
+    p.add_argument("--task", choices=TASKS, help="for a demo folder: which of its runs (default asr)")
+
+def _sampling_opts(p):
+    p.add_argument("--cfg-scale", type=float, help="audio classifier-free guidance scale (default: the run's)")
+    p.add_argument("--steps", type=int, help="sampling steps (default: the run's)")
 
 def make_parser() -> argparse.ArgumentParser:
     "The `elf-s2t` argument parser with one sub-parser per command."
-    p = argparse.ArgumentParser(prog="elf-s2t", description="ELF-S2T: flow-matching speech recognition and translation.")
+    p = argparse.ArgumentParser(prog="elf-s2t",
+                                description="ELF-S2T: flow-matching speech recognition and translation.")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     d = sub.add_parser("demo", help="run the whole reproduction on CPU, offline (the main job)")
-    d.add_argument("--preset", default="cpu-tiny", choices=list(PRESETS)); _common(d, cfg_opts=False)
-    d.add_argument("--size", default="demo", choices=["tiny", "demo", "big"], help="corpus and training size")
+    d.add_argument("--preset", default="cpu-tiny", help=f"a named preset: {', '.join(PRESETS)} (default cpu-tiny)")
+    _common(d, cfg_opts=False)
+    d.add_argument("--size", default="demo", choices=SIZES, help="corpus and training size (tiny: a smoke test)")
     d.add_argument("--tasks", default="asr,s2tt", help="comma-separated: asr, s2tt")
-    d.add_argument("--ablate-forcing", action="store_true", help="also fine-tune without audio forcing (mu_d=0.8) to compare")
-    d.add_argument("--out", default="runs", help="folder for run folders")
-    t = sub.add_parser("train", help="train one run"); _common(t)
-    t.add_argument("--stage", default="speech", choices=["text", "speech"],
-                   help="text: pretrain the backbone on text; speech: fine-tune on speech (default)")
-    t.add_argument("--resume", help="a run folder to continue exactly where it stopped")
-    t.add_argument("--init", help="a checkpoint to initialise the backbone from (an ELF text run or an official ELF-B file)")
-    t.add_argument("--out", default="runs")
-    e = sub.add_parser("eval", help="evaluate a trained run"); e.add_argument("run"); _common(e, cfg_opts=False)
-    e.add_argument("--split", default="test"); e.add_argument("--limit", type=int, default=0)
-    e.add_argument("--cfg-scale", type=float); e.add_argument("--steps", type=int)
+    d.add_argument("--ablate-forcing", action="store_true",
+                   help="also fine-tune without audio forcing (mu_d=0.8) to compare")
+    d.add_argument("--out", default="runs", help="folder for run folders (default runs)")
+    t = sub.add_parser("train", help="train one run (text pretraining or speech fine-tuning), or resume one")
+    _common(t)
+    t.add_argument("--stage", choices=["text", "speech"],
+                   help="text: pretrain the backbone on text; speech: fine-tune on speech (default; "
+                        "with --resume: the run's own stage)")
+    t.add_argument("--resume", metavar="RUN", help="a run folder to continue exactly where it stopped")
+    t.add_argument("--init", metavar="CKPT",
+                   help="speech stage: the backbone to start from (a text run folder or an official ELF-B file)")
+    t.add_argument("--out", default="runs", help="folder for the new run folder (default runs)")
+    e = sub.add_parser("eval", help="evaluate a trained run")
+    e.add_argument("run", help="a speech run folder, or a demo folder (see --task)")
+    _common(e, cfg_opts=False)
+    _task_opt(e)
+    e.add_argument("--split", default="test", choices=["train", "dev", "test"], help="default test")
+    e.add_argument("--limit", type=int, default=0, help="only the first N utterances (default all)")
+    _sampling_opts(e)
     r = sub.add_parser("transcribe", help="transcribe/translate audio files with a trained run")
-    r.add_argument("--run", required=True); r.add_argument("files", nargs="+")
-    r.add_argument("--cfg-scale", type=float); r.add_argument("--steps", type=int)
-    s = sub.add_parser("data", help="build or inspect the offline speech corpus"); _common(s, cfg_opts=False)
-    s.add_argument("--task", default="asr", choices=["asr", "s2tt"]); s.add_argument("--size", default="demo", choices=["tiny", "demo", "big"])
-    s.add_argument("--info", action="store_true", help="only report what is built")
+    r.add_argument("--run", required=True, help="a speech run folder, or a demo folder (see --task)")
+    r.add_argument("files", nargs="+", help="audio files (wav, flac, ogg)")
+    _task_opt(r)
+    _sampling_opts(r)
+    s = sub.add_parser("data", help="build or inspect the offline speech corpus")
+    _common(s, cfg_opts=False)
+    s.add_argument("--task", default="asr", choices=TASKS, help="asr: English speech; s2tt: German speech")
+    s.add_argument("--size", default="demo", choices=SIZES, help="the demo size whose corpus to build")
+    s.add_argument("--info", action="store_true",
+                   help="only count each split's utterances and how many are already spoken; build nothing")
     b = sub.add_parser("bench", help="side-by-side benchmark (markdown + JSON)")
-    b.add_argument("--run", help="a trained run (default: a small model trained on the spot)")
-    b.add_argument("--out", default="bench"); b.add_argument("--gpu", action="store_true"); b.add_argument("--quick", action="store_true")
-    c = sub.add_parser("config", help="print a preset or config as YAML/JSON"); _common(c)
+    b.add_argument("--run", help="a trained run or demo folder (default: a small model trained on the spot, cached)")
+    _task_opt(b)
+    b.add_argument("--out", default="bench", help="folder for bench.md and bench.json (default bench)")
+    b.add_argument("--gpu", action="store_true", help="the GPU training-step benchmark at the paper's shapes instead")
+    b.add_argument("--quick", action="store_true", help="fewer clips, steps and repeats: a smoke test")
+    c = sub.add_parser("config", help="print a preset or config as YAML/JSON")
+    _common(c)
     c.add_argument("--format", default="yaml", choices=["yaml", "json"])
     return p
 
@@ -119,12 +158,14 @@ COMMANDS = dict(demo=cmd_demo, train=cmd_train, eval=cmd_eval, transcribe=cmd_tr
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of `elf-s2t`: run one command; a `UserError` prints one line and returns 2."
-    args = make_parser().parse_args(argv)
+    try: args = make_parser().parse_args(argv)
+    except SystemExit as e: return e.code if isinstance(e.code, int) else 2   # --help (0) or a bad option (2)
     try:
         return COMMANDS[args.cmd](args)
     except UserError as e:
         print(f"elf-s2t: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("elf-s2t: interrupted", file=sys.stderr)
+        print("elf-s2t: interrupted (a training run continues from its last checkpoint with "
+              "`elf-s2t train --resume RUN`)", file=sys.stderr)
         return 130

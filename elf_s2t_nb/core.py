@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #09e32afd
 from __future__ import annotations
-import dataclasses, json, os, random, tempfile, time
+import dataclasses, json, math, os, random, sys, tempfile, time
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 from typing import Any
@@ -12,12 +12,14 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from tqdm import tqdm as std_tqdm
 
 # %% auto #0
 __all__ = ['PRESETS', 'UserError', 'ConfigError', 'InputFileError', 'CheckpointError', 'atomic_write_bytes', 'atomic_write_text',
            'atomic_torch_save', 'AudioConfig', 'WhisperConfig', 'LatentConfig', 'ProjectorConfig', 'ModelConfig',
            'FlowConfig', 'DataConfig', 'TrainConfig', 'SampleConfig', 'Config', 'save_config', 'load_config',
-           'override', 'get_preset', 'seed_everything', 'get_device', 'cache_dir', 'make_run_dir']
+           'override', 'get_preset', 'seed_everything', 'get_device', 'cache_dir', 'make_run_dir', 'LogProgress',
+           'progress_bar']
 
 # %% ../nbs/00_core.ipynb #05970c98
 class UserError(Exception):
@@ -225,8 +227,15 @@ def load_config(path: str | Path) -> Config:
     text = path.read_text(encoding="utf-8")
     try: d = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}") from None
+        raise ConfigError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
+                          f"{_parse_problem(e)}") from None
     return Config.from_dict(d or {})
+
+def _parse_problem(e: Exception) -> str:
+    "One line from a JSON or YAML parse error (YAML's own message spans several lines)."
+    mark = getattr(e, "problem_mark", None)
+    if mark is None: return str(e).splitlines()[0]
+    return f"{getattr(e, 'problem', None) or 'cannot parse'} (line {mark.line + 1}, column {mark.column + 1})"
 
 # %% ../nbs/00_core.ipynb #3c96ac84
 def override(cfg: Config, assignments: list[str]) -> Config:
@@ -326,3 +335,50 @@ def make_run_dir(cfg: Config, root: str | Path = "runs", name: str | None = None
     run.mkdir(parents=True)
     save_config(cfg, run / "config.json")
     return run
+
+# %% ../nbs/00_core.ipynb #1ef9ac79
+def _live(file) -> bool:
+    "True in a Jupyter kernel or when `file` is a terminal: there a bar redrawn in place reads well."
+    ipy = sys.modules.get("IPython")
+    shell = ipy.get_ipython() if ipy is not None else None
+    if shell is not None and "IPKernelApp" in getattr(shell, "config", {}): return True
+    return bool(getattr(file, "isatty", lambda: False)())
+
+class LogProgress(std_tqdm):
+    "A tqdm bar for logs: one whole line each time another `every` of the total is done (without a total: every `seconds`)."
+    def __init__(self, *args, every: float = 0.1, seconds: float = 60.0, **kw):
+        self.every, self.seconds, self._shown_n, self._shown_t = every, seconds, None, 0.0
+        sized = kw.get("total") is not None or hasattr(args[0] if args else None, "__len__")
+        rest = "[{elapsed}<{remaining}, {rate_fmt}{postfix}]" if sized else "[{elapsed}, {rate_fmt}{postfix}]"
+        head = "{desc}{percentage:3.0f}% {n_fmt}/{total_fmt} " if sized else "{desc}{n_fmt} "
+        kw.setdefault("bar_format", head + rest)
+        super().__init__(*args, mininterval=0, miniters=1, smoothing=0, **kw)   # smoothing 0: the average rate
+        self.sp = None                                    # nothing is redrawn in place, so `close` clears nothing
+
+    def _due(self) -> bool:
+        "Is a line due: the first one, the last one, or one more `every` of the total (or `seconds`) since the last?"
+        if self.n == self._shown_n: return False
+        if self._shown_n is None or (self.total and self.n >= self.total): return True
+        if not self.total: return self._time() - self._shown_t >= self.seconds
+        step = max(1, math.ceil(self.total * self.every))
+        return self.n // step > self._shown_n // step
+
+    def display(self, msg=None, pos=None, force: bool = False):
+        if msg is not None or not (force or self._due()): return True
+        self._shown_n, self._shown_t = self.n, self._time()
+        self.fp.write(self.__str__() + "\n")
+        self.fp.flush()
+        return True
+
+    def close(self):
+        if not self.disable and self.n != self._shown_n: self.display(force=True)   # the final count
+        super().close()
+
+def progress_bar(iterable=None, total: int | None = None, desc: str | None = None, disable: bool = False, file=None,
+             **kwargs) -> std_tqdm:
+    "A tqdm bar: redrawn in place in a terminal or notebook; in a log, one line per 10 % with rate and ETA."
+    file = file or sys.stderr
+    if disable or _live(file):
+        from tqdm.auto import tqdm                        # a widget in a notebook, plain tqdm in a terminal
+        return tqdm(iterable, total=total, desc=desc, disable=disable, file=file, **kwargs)
+    return LogProgress(iterable, total=total, desc=f"{desc}: " if desc else None, file=file, **kwargs)

@@ -15,11 +15,10 @@ import numpy as np
 import soundfile as sf
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .audio import SAMPLE_RATE, AudioError, TTSError, load_audio, synthesize, write_audio
 from .command_corpus import plan_command_utterances
-from .core import ConfigError, DataConfig, UserError, cache_dir
+from .core import ConfigError, DataConfig, UserError, cache_dir, progress_bar
 
 # %% auto #0
 __all__ = ['VERSES', 'FIELDS', 'VOICES', 'TRAIN_VARIANTS', 'TEST_VARIANTS', 'RATES', 'PITCHES', 'SIZES', 'SOURCES', 'DataError',
@@ -93,7 +92,7 @@ def synthesize_corpus(specs: list[dict], root: str | Path | None = None, workers
     root = Path(root or cache_dir("corpus", "synth"))
     todo = [s for s in specs if not _on_disk(audio_path(root, s))]
     args = [[s[k] for s in todo] for k in ("speech_text", "voice", "rate", "pitch")]
-    bar = tqdm(total=len(todo), desc="speaking", disable=not progress or not todo)
+    bar = progress_bar(total=len(todo), desc="speaking", disable=not progress or not todo)
     if workers > 1 and len(todo) > 1:
         # fork on Linux: fast, and plain scripts need no `if __name__ == "__main__"` guard; spawn elsewhere
         ctx = get_context("fork" if sys.platform.startswith("linux") else "spawn")
@@ -125,7 +124,7 @@ def speech_features(records: list[dict], feature_cache, chunk: int = 64, skips: 
     "Records whose audio decodes (with `seconds` added) and their Whisper features [(T_i, d)], via the cache."
     skips = Counter() if skips is None else skips
     keep, feats = [], []
-    for s in tqdm(range(0, len(records), chunk), desc="whisper features", disable=not progress):
+    for s in progress_bar(range(0, len(records), chunk), desc="whisper features", disable=not progress):
         ok = [(r, c) for r in records[s:s + chunk] if (c := _load_clip(r, skips)) is not None]
         feats += feature_cache.get([c for _, c in ok])
         keep += [{**r, "seconds": len(c) / SAMPLE_RATE} for r, c in ok]

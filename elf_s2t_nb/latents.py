@@ -9,7 +9,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from fastcore.basics import patch
 from torch import Tensor
 
 from .core import ConfigError, LatentConfig, UserError, atomic_torch_save, cache_dir, get_device
@@ -106,8 +105,7 @@ class TextEncoder:
     def __repr__(self): return f"TextEncoder({self.id}, L={self.max_len}, D={self.dim}, latent_std={self.latent_std})"
 
 # %% ../nbs/04_text_latents.ipynb #4121e969
-@patch
-def tokenize(self: TextEncoder, texts: list[str]) -> tuple[Tensor, Tensor]:
+def _tokenize(self: TextEncoder, texts: list[str]) -> tuple[Tensor, Tensor]:
     "ids (B, L) long, EOS-padded and truncated to L-1 tokens; n_valid (B,) = tokens + 1 (the first EOS)."
     if isinstance(texts, str): raise TextEncoderError("encode() takes a list of texts, got one string")
     toks = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
@@ -120,10 +118,11 @@ def tokenize(self: TextEncoder, texts: list[str]) -> tuple[Tensor, Tensor]:
     for i, t in enumerate(toks): ids[i, :min(len(t), L - 1)] = torch.tensor(t[:L - 1], dtype=torch.long)
     return ids, torch.tensor([min(len(t), L - 1) + 1 for t in toks])
 
+TextEncoder.tokenize = _tokenize
+
 # %% ../nbs/04_text_latents.ipynb #f150806d
-@patch
 @torch.no_grad()
-def encode_raw(self: TextEncoder, texts: list[str]) -> tuple[Tensor, Tensor]:
+def _encode_raw(self: TextEncoder, texts: list[str]) -> tuple[Tensor, Tensor]:
     "ids (B, L) long and the raw last hidden state h (B, L, D) float32 (CPU), before normalisation."
     ids, n_valid = self.tokenize(texts)
     L, out = self.max_len, []
@@ -135,26 +134,29 @@ def encode_raw(self: TextEncoder, texts: list[str]) -> tuple[Tensor, Tensor]:
         out.append(h[:, -L:].float().cpu())                                  # drop the [CLS] slot
     return ids, torch.cat(out) if out else torch.zeros(0, L, self.dim)
 
-@patch
-def normalise(self: TextEncoder, h: Tensor) -> Tensor:
+def _normalise(self: TextEncoder, h: Tensor) -> Tensor:
     "x0 = (h - latent_mean) / latent_std, as float32."
     if not self.latent_std: raise ConfigError(f"{self.id}: latent_std is not set; pass latent_std= or call estimate_latent_std(texts)")
     return (h.float() - self.latent_mean) / self.latent_std
 
-@patch
-def encode(self: TextEncoder, texts: list[str]) -> tuple[Tensor, Tensor]:
+def _encode(self: TextEncoder, texts: list[str]) -> tuple[Tensor, Tensor]:
     "ids (B, L) long and latents (B, L, D) float32."
     ids, h = self.encode_raw(texts)
     return ids, self.normalise(h)
 
+TextEncoder.encode_raw = _encode_raw
+TextEncoder.normalise = _normalise
+TextEncoder.encode = _encode
+
 # %% ../nbs/04_text_latents.ipynb #f964e002
-@patch
-def estimate_latent_std(self: TextEncoder, texts: list[str], n_max: int = 2000) -> float:
+def _estimate_latent_std(self: TextEncoder, texts: list[str], n_max: int = 2000) -> float:
     "Set and return latent_std = RMS of (h - latent_mean) over all L slots of up to `n_max` texts."
     if not texts: raise ConfigError("estimate_latent_std needs at least one text")
     _, h = self.encode_raw(list(texts)[:n_max])
     self.latent_std = float((h - self.latent_mean).pow(2).mean().sqrt())
     return self.latent_std
+
+TextEncoder.estimate_latent_std = _estimate_latent_std
 
 # %% ../nbs/04_text_latents.ipynb #531c6a88
 def detokenize(text: str) -> str:
@@ -170,8 +172,7 @@ def detokenize(text: str) -> str:
     return re.sub(r'([.,;:!?]) "$', r'\1"', out)                        # a quote closed at the verse's end
 
 # %% ../nbs/04_text_latents.ipynb #ea70d71c
-@patch
-def decode(self: TextEncoder, ids) -> list[str]:
+def _decode(self: TextEncoder, ids) -> list[str]:
     "Texts from ids (B, L) or (L,): cut at the first EOS, special tokens skipped."
     rows = torch.as_tensor(ids).long()
     rows = rows[None] if rows.ndim == 1 else rows
@@ -180,6 +181,16 @@ def decode(self: TextEncoder, ids) -> list[str]:
         r = r[:r.index(self.eos_id)] if self.eos_id in r else r
         out.append(detokenize(self.tokenizer.decode(r, skip_special_tokens=True, clean_up_tokenization_spaces=False).strip()))
     return out
+
+def _decode_lists(self: TextEncoder, rows) -> list[str]:
+    "Texts from rows of ids that may differ in length (e.g. already cut at EOS): each row is padded with EOS."
+    rows = rows.tolist() if torch.is_tensor(rows) else list(rows)
+    if not rows: return []
+    n = max(1, max(len(r) for r in rows))
+    return self.decode(torch.tensor([list(r) + [self.eos_id] * (n - len(r)) for r in rows], dtype=torch.long))
+
+TextEncoder.decode = _decode
+TextEncoder.decode_lists = _decode_lists
 
 # %% ../nbs/04_text_latents.ipynb #450fffe2
 class LatentCache:

@@ -12,9 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from fastcore.basics import patch
 from .core import Config, ConfigError, UserError, load_config, override, get_device, get_preset, seed_everything
-from .core import atomic_write_text, make_run_dir
+from .core import atomic_write_text, cache_dir, make_run_dir
 from .data import SOURCES, SpeechTextDataset, build_synth_split, length_batcher, load_verses
 from .whisper_encoder import WhisperEncoder, FeatureCache
 from .latents import TextEncoder, LatentCache
@@ -28,8 +27,8 @@ from .evaluate import transcribe_batches, score, save_jsonl, utterance_records
 # %% auto #0
 __all__ = ['model_config_for', 'build_model', 'init_backbone', 'CorpusVocab', 'FullVocab', 'make_vocab', 'TextDataset',
            'train_texts', 'prepare_text', 'save_vocab', 'load_vocab', 'pretrain_text', 'speech_split',
-           'finetune_speech', 'train_run', 'Run', 'load_run', 'transcribe_arrays', 'transcribe_files', 'eval_run',
-           'data_command', 'latest_run', 'bench_command']
+           'finetune_speech', 'run_stage', 'resume_config', 'train_run', 'Run', 'find_run', 'load_run',
+           'transcribe_arrays', 'transcribe_files', 'eval_run', 'data_command', 'bench_command']
 
 # %% ../nbs/15_pipeline.ipynb #fd0a9fe4
 def model_config_for(cfg: Config, n_audio: int, text_dim: int, vocab_size: int):
@@ -93,14 +92,6 @@ class FullVocab:
     def decode(self, ids) -> list[str]: return self.text_encoder.decode_lists(ids)
 
 # %% ../nbs/15_pipeline.ipynb #54261ccd
-@patch
-def decode_lists(self: TextEncoder, rows) -> list[str]:
-    "Decode rows of ids that may differ in length (e.g. already cut at EOS)."
-    rows = rows.tolist() if torch.is_tensor(rows) else list(rows)
-    if not rows: return []
-    n = max(1, max(len(r) for r in rows))
-    return self.decode(torch.tensor([list(r) + [self.eos_id] * (n - len(r)) for r in rows], dtype=torch.long))
-
 def make_vocab(cfg: Config, text_encoder: TextEncoder, train_ids: torch.Tensor | None = None, saved: list[int] | None = None):
     "The vocabulary `cfg.latent.vocab` asks for: rebuilt from saved ids, or collected from the training ids."
     if cfg.latent.vocab == "full": return FullVocab(text_encoder)
@@ -155,7 +146,7 @@ def load_vocab(run_dir, cfg: Config, te: TextEncoder):
 def pretrain_text(cfg: Config, run_dir, resume: bool = False, device: str = "auto", progress: bool = True, limit: int = 0) -> dict:
     "Stage 1: unconditional ELF on the corpus's English text latents. Returns the run's summary."
     te, vocab, ds = prepare_text(cfg, limit=limit)
-    seed_everything(cfg.train.seed)                                    # `train.seed` decides the initial weights too
+    seed_everything(cfg.train.seed)                     # the initial weights follow from the config alone
     model = build_model(cfg, te.dim, vocab.size)
     Path(run_dir).mkdir(parents=True, exist_ok=True); save_vocab(run_dir, vocab)
     t0 = time.perf_counter()
@@ -187,11 +178,14 @@ def finetune_speech(cfg: Config, run_dir, init=None, resume: bool = False, devic
     Every `train.log_every` steps the decode probe of the EMA model goes into metrics.jsonl; `eval_fn(ema_model, step)`
     (e.g. a test WER for a learning curve) is called every `eval_every` steps, off the training clock."""
     cfg = _inherit(cfg, init)
-    te, vocab, _ = prepare_text(cfg, limit=limit)
-    if init and (Path(init) / "vocab.json").is_file(): vocab = load_vocab(init, cfg, te)   # the backbone's own head
+    head = Path(run_dir) if resume else Path(init) if init else None       # the run's, or the backbone's own head
+    if head is not None and (head / "vocab.json").is_file():               # no need to encode every training text
+        te = TextEncoder.from_config(cfg.latent, texts=train_texts(cfg)[:limit or None])
+        vocab = load_vocab(head, cfg, te)
+    else: te, vocab, _ = prepare_text(cfg, limit=limit)
     whisper = WhisperEncoder(cfg.whisper.name, cfg.whisper.true_length, cfg.whisper.device)
     ds = speech_split(cfg, "train", whisper, te, vocab, progress)
-    seed_everything(cfg.train.seed)                                    # `train.seed` decides the initial weights too
+    seed_everything(cfg.train.seed)                     # the projector's initial weights too
     model = build_model(cfg, te.dim, vocab.size, whisper.d_model)
     if init and not resume: init_backbone(model, init)
     Path(run_dir).mkdir(parents=True, exist_ok=True); save_vocab(run_dir, vocab)
@@ -208,18 +202,37 @@ def finetune_speech(cfg: Config, run_dir, init=None, resume: bool = False, devic
     return _summary(hist, time.perf_counter() - t0, n_train=len(ds), hours=sum(ds.seconds) / 3600)
 
 # %% ../nbs/15_pipeline.ipynb #45e4e9f6
-def train_run(cfg: Config, out="runs", stage: str = "speech", resume=None, init=None, progress: bool = True,
+def run_stage(run_dir) -> str:
+    "'speech' or 'text': the stage a run folder was trained in (a speech run has a projector)."
+    ck = load_checkpoint(Path(run_dir) / CKPT_NAME)
+    return "speech" if any(k.startswith("projector.") for k in ck["model"]) else "text"
+
+def resume_config(run_dir, overrides=()) -> Config:
+    "The config a run continues with: its own `config.json`, with `overrides` (e.g. more `train.steps`) on top."
+    run_dir = Path(run_dir)
+    if not (run_dir / CKPT_NAME).is_file():
+        raise CheckpointError(f"nothing to resume in {run_dir}: no {CKPT_NAME} (pass the run folder that holds it)")
+    return override(load_config(run_dir / "config.json"), list(overrides))
+
+def train_run(cfg: Config, out="runs", stage: str | None = None, resume=None, init=None, progress: bool = True,
               limit: int = 0) -> Path:
     "Behind `elf-s2t train`: one stage (`text` pretraining or `speech` fine-tuning) into a new run folder, or `resume` one."
-    if stage not in ("text", "speech"): raise ConfigError(f"unknown stage {stage!r}; choose text or speech")
+    if stage not in (None, "text", "speech"): raise ConfigError(f"unknown stage {stage!r}; choose text or speech")
     if cfg.data.source not in SOURCES:
         raise ConfigError(f"data.source={cfg.data.source!r} trains through the paper-scale recipe (gpu.run_recipe); "
                           "`elf-s2t train` trains on the offline corpora here (synth or commands)")
+    if resume and init: raise ConfigError("--init starts a new run from a backbone, --resume continues a run: give one")
+    if init and not Path(init).exists(): raise CheckpointError(f"backbone to start from not found: {init}")
     if resume:
         run_dir = Path(resume)
         if not (run_dir / CKPT_NAME).is_file():
             raise CheckpointError(f"nothing to resume in {run_dir}: no {CKPT_NAME} (pass the run folder that holds it)")
-    else: run_dir = make_run_dir(cfg, out, name=f"{cfg.name}-{stage}")
+        found = run_stage(run_dir)
+        if stage not in (None, found): raise ConfigError(f"{run_dir} is a {found} run; resume it with --stage {found}")
+        stage = found
+    stage = stage or "speech"
+    if init and stage == "text": raise ConfigError("--init gives the speech stage its backbone; text pretraining starts afresh")
+    if not resume: run_dir = make_run_dir(cfg, out, name=f"{cfg.name}-{stage}")
     fn = pretrain_text if stage == "text" else finetune_speech
     kw = {} if stage == "text" else {"init": init}
     summary = fn(cfg, run_dir, resume=bool(resume), progress=progress, limit=limit, **kw)
@@ -237,9 +250,21 @@ class Run:
     vocab: object
     whisper: WhisperEncoder | None
 
-def load_run(run_dir, device: str = "cpu") -> Run:
-    "Load a run folder written by `pretrain_text`/`finetune_speech` (EMA weights, eval mode)."
-    run_dir = Path(run_dir)
+def find_run(path, task: str | None = None) -> Path:
+    "The run folder to load: `path` when it holds a checkpoint, else the `task` sub-run (default asr) of a demo folder."
+    path = Path(path)
+    if not path.is_dir(): raise CheckpointError(f"run folder not found: {path}")
+    subs = sorted(d.name for d in path.iterdir() if (d / CKPT_NAME).is_file())
+    if (path / CKPT_NAME).is_file() or not subs: return path
+    pick = task or ("asr" if "asr" in subs else subs[0] if len(subs) == 1 else None)
+    if pick not in subs:
+        raise ConfigError(f"{path} holds the runs {', '.join(subs)}" + (f", no {task} run" if task else "") +
+                          f": pass one of them, e.g. {path / ([s for s in subs if s != 'text'] or subs)[0]}")
+    return path / pick
+
+def load_run(run_dir, device: str = "cpu", task: str | None = None) -> Run:
+    "Load a run folder written by `pretrain_text`/`finetune_speech` (EMA weights, eval mode), or a demo's `task` run."
+    run_dir = find_run(run_dir, task)
     if not (run_dir / "config.json").is_file(): raise CheckpointError(f"{run_dir} is not a run folder (no config.json)")
     cfg = load_config(run_dir / "config.json")
     ck = load_checkpoint(run_dir / CKPT_NAME)
@@ -269,9 +294,10 @@ def transcribe_files(run: Run, files: list, cfg_scale: float | None = None, step
 
 # %% ../nbs/15_pipeline.ipynb #953ed774
 def eval_run(run, split: str = "test", overrides: list[str] = (), limit: int = 0, run_obj: Run | None = None,
-             progress: bool = False) -> dict:
+             progress: bool = False, task: str | None = None) -> dict:
     "Scores of a speech run on a split of its synthetic corpus (with `sample.*` overrides); per-utterance results saved."
-    run = run_obj or load_run(run)
+    run = run_obj or load_run(run, task=task)
+    if run.whisper is None: raise ConfigError(f"{run.dir} is a text-only run: evaluate a speech run (asr or s2tt)")
     sc = override(run.cfg, list(overrides)).sample
     ds = speech_split(run.cfg, split, run.whisper, run.text_encoder, run.vocab, progress)
     idx = list(range(len(ds)))[:limit or None]
@@ -284,14 +310,16 @@ def eval_run(run, split: str = "test", overrides: list[str] = (), limit: int = 0
 
 # %% ../nbs/15_pipeline.ipynb #a2335d0a
 def data_command(task: str = "asr", size: str = "demo", info: bool = False, overrides=(), progress: bool = True) -> dict:
-    "Build (or, with `info`, only plan) the synthetic corpus of a task at a size; counts and hours per split."
+    "Build the synthetic corpus of a task at a size (counts and hours per split); `info`: only plan and count."
     from elf_s2t_nb.demo import SIZES, stage_configs
     cfg = stage_configs(override(get_preset("cpu-tiny"), list(overrides)), size, task)
     out = {"task": task, "speech": cfg.data.src_lang, "whisper": cfg.whisper.name}
     if info:
-        from elf_s2t_nb.data import plan_split
+        from elf_s2t_nb.data import audio_path, plan_split
         for split in ("train", "dev", "test"):
-            out[split] = {"utterances": len(plan_split(cfg.data, split, cfg.train.seed))}
+            specs = plan_split(cfg.data, split, cfg.train.seed)
+            spoken = sum(audio_path(cache_dir("corpus", "synth"), s).is_file() for s in specs)
+            out[split] = {"utterances": len(specs), "spoken": spoken}
         return out
     te, vocab, _ = prepare_text(cfg, limit=SIZES[size]["limit"])
     whisper = WhisperEncoder(cfg.whisper.name, cfg.whisper.true_length, cfg.whisper.device)
@@ -300,21 +328,26 @@ def data_command(task: str = "asr", size: str = "demo", info: bool = False, over
         out[split] = {"utterances": len(ds), "hours": round(sum(ds.seconds) / 3600, 4)}
     return out
 
-def latest_run(root="runs", task: str = "asr") -> Path:
-    "The newest demo run folder's `task` sub-run under `root`."
-    found = sorted(Path(root).glob(f"demo-*/{task}/{CKPT_NAME}"), key=lambda p: p.stat().st_mtime)
-    if not found: raise ConfigError(f"no trained {task} run under {root}/: run `elf-s2t demo` first, or pass --run RUN")
-    return found[-1].parent
-
-def bench_command(run=None, out="bench", gpu: bool = False, quick: bool = False) -> str:
-    "The side-by-side benchmark: markdown table (JSON beside it in `out`)."
+def bench_command(run=None, out="bench", gpu: bool = False, quick: bool = False, task: str | None = None,
+                  progress: bool = True) -> str:
+    "The side-by-side benchmark of `run`, or of a small model trained on the spot: markdown (JSON beside it in `out`)."
     if gpu:
         from elf_s2t_nb.gpubench import gpu_bench, gpu_bench_markdown
         res = gpu_bench("full" if torch.cuda.is_available() and not quick else "tiny")
         md = gpu_bench_markdown(res)
-        atomic_write_text(Path(out) / "gpu_bench.json", json.dumps(res, indent=2, default=str)); atomic_write_text(Path(out) / "gpu_bench.md", md)
+        atomic_write_text(Path(out) / "gpu_bench.json", json.dumps(res, indent=2, default=str))
+        atomic_write_text(Path(out) / "gpu_bench.md", md)
         return md
     from elf_s2t_nb.bench import run_bench, bench_markdown
-    r = load_run(run or latest_run())
-    res = run_bench(r.model, None, out, quick=quick, cfg=r.cfg, text_encoder=r.vocab)
-    return bench_markdown(res)
+    if run is None:
+        from elf_s2t_nb.tiny import DEMO_STEPS, TEST_STEPS, tiny_demo
+        steps = TEST_STEPS if quick else DEMO_STEPS
+        print(f"no --run given: a small model ({steps} steps on 16 spoken verses, cached once trained); "
+              "pass --run RUN to measure a run of yours")
+        d = tiny_demo("asr", steps=steps, progress=progress)
+        model, cfg, vocab = d["model"], d["cfg"], d["vocab"]
+    else:
+        r = load_run(run, task=task)
+        if r.whisper is None: raise ConfigError(f"{r.dir} is a text-only run: benchmark a speech run (asr or s2tt)")
+        model, cfg, vocab = r.model, r.cfg, r.vocab
+    return bench_markdown(run_bench(model, None, out, quick=quick, cfg=cfg, text_encoder=vocab))

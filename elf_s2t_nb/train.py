@@ -15,10 +15,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm.auto import tqdm
 
-from .core import Config, ConfigError, FlowConfig, TrainConfig, UserError
-from .core import atomic_write_text, get_device, save_config, seed_everything
+from .core import CheckpointError, Config, ConfigError, FlowConfig, TrainConfig, UserError
+from .core import atomic_write_text, get_device, progress_bar, save_config, seed_everything
 from .flow import decoder_input, restore_cond, training_loss
 from .run_state import CKPT_NAME, BatchStream, DistInfo, init_distributed, load_checkpoint, load_ema
 from .run_state import mean_over_ranks, rng_state, save_checkpoint, set_rng_state, unwrap
@@ -244,7 +243,12 @@ def _restore(path: Path, cfg: Config, model, opt, ema, stream, gen, di: DistInfo
     old, new = _flat(ck["config"]), _flat(cfg.to_dict())
     changed = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in new.items() if old.get(k) != v and k != "train.steps"]
     if changed: warnings.warn(f"resuming {path} with a changed config: {', '.join(changed)}")
-    unwrap(model).load_state_dict(ck["model"]); opt.load_state_dict(ck["optimizer"]); ema.load_state_dict(ck["ema"])
+    try: unwrap(model).load_state_dict(ck["model"])
+    except RuntimeError as e:                         # another architecture or vocabulary: one line, not a traceback
+        raise CheckpointError(f"{path} does not fit this model ({str(e).splitlines()[0]}); "
+                              "resume with the run's own config") from None
+    opt.load_state_dict(ck["optimizer"])
+    ema.load_state_dict(ck["ema"])
     if isinstance(stream, BatchStream) and ck["data"]: stream.load_state_dict(ck["data"])
     else: warnings.warn("the data is not a BatchStream: its order restarts from the beginning on resume")
     if len(ck["rng"]) == di.world_size: set_rng_state(ck["rng"][di.rank], gen)
@@ -291,7 +295,7 @@ def train(model: nn.Module, data, cfg: Config, run_dir, resume: bool = False, lo
         print(f"{cfg.name}: {sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable parameters, "
               f"{tc.optimizer} lr {tc.lr:g}, {dev} x{di.world_size}, steps {state.step}->{tc.steps}, run folder {run_dir}")
     it, window, t_log = iter(stream), [], time.perf_counter()
-    bar = tqdm(total=tc.steps, initial=state.step, unit="step", disable=not (progress and di.main))
+    bar = progress_bar(total=tc.steps, initial=state.step, unit="step", disable=not (progress and di.main))
     clock = time.perf_counter() - state.elapsed                       # training seconds count from here
     while state.step < tc.steps and not (tc.max_seconds and time.perf_counter() - clock >= tc.max_seconds):
         batch = next(it, None)                                                      # 1. data
