@@ -9,15 +9,15 @@ from pathlib import Path
 
 import torch
 
-from .core import Config, FlowConfig, InputFileError, ModelConfig, get_device, override
+from .core import Config, ConfigError, FlowConfig, InputFileError, ModelConfig, get_device, override
 from .model import ELF, CheckpointError, load_elf_checkpoint, swiglu_hidden
 from .projector import AudioProjector
 from .shards import FeatureShards, bucket_batches, collate_features, make_loader, precompute_features
 
 # %% auto #0
-__all__ = ['PEAK_FLOPS', 'CKPT_PATTERNS', 'PUBLISHED', 'COLUMNS', 'peak_flops', 'amp_dtype', 'gpu_report', 'resolve_checkpoint',
-           'load_official_elf', 'elf_forward_flops', 'train_step_flops', 'expected_step_flops', 'scale_batch',
-           'text_latent_loss', 'run_recipe', 'ddp_command', 'expected_numbers']
+__all__ = ['PEAK_FLOPS', 'CKPT_PATTERNS', 'OFFICIAL_CHECKPOINTS', 'PUBLISHED', 'COLUMNS', 'peak_flops', 'amp_dtype', 'gpu_report',
+           'official_checkpoint', 'resolve_checkpoint', 'load_official_elf', 'elf_forward_flops', 'train_step_flops',
+           'expected_step_flops', 'scale_batch', 'text_latent_loss', 'run_recipe', 'ddp_command', 'expected_numbers']
 
 # %% ../nbs/13_gpu_reproduction.ipynb #858250da
 PEAK_FLOPS = (  # (name substring, dense tensor-core FLOP/s, dtype), the most specific first; NVIDIA datasheets
@@ -49,14 +49,29 @@ def gpu_report() -> dict:
             "amp": str(amp_dtype(torch.device("cuda", 0))).replace("torch.", ""), "peak_flops": peak, "peak_dtype": peak_dtype}
 
 # %% ../nbs/13_gpu_reproduction.ipynb #2f99059d
-CKPT_PATTERNS = ("*.pt", "*.pth", "*.ckpt", "*.bin", "*.safetensors")
+CKPT_PATTERNS = ("*.pt", "*.pth", "*.ckpt", "*.bin", "*.safetensors", "checkpoint_*")
+OFFICIAL_CHECKPOINTS = {  # task -> (hub repository, what the backbone learned before); files `checkpoint_{step}`
+    "asr": ("embedded-language-flows/ELF-B-owt-torch",
+            "ELF-B pretrained unconditionally on OpenWebText (English text): the start of ASR"),
+    "s2tt": ("embedded-language-flows/ELF-B-de-en-torch",
+             "ELF-B trained for WMT14 German -> English translation: the start of S2TT X -> English"),
+}
+_STEP_FILE = re.compile(r"checkpoint_(\d+)")       # the official code's torch.save(..., f"checkpoint_{step}")
+
+def official_checkpoint(task: str) -> str:
+    "The hub repository of the official ELF-B checkpoint that fine-tuning for `task` ('asr' or 's2tt') starts from."
+    if task not in OFFICIAL_CHECKPOINTS:
+        raise ConfigError(f"no official ELF-B checkpoint for task {task!r}; choose {' or '.join(OFFICIAL_CHECKPOINTS)}")
+    return OFFICIAL_CHECKPOINTS[task][0]
 
 def _pick_checkpoint(folder: Path, filename: str | None, src: str) -> Path:
-    "The one checkpoint file in `folder`, or `folder/filename`."
+    "`folder/filename`; else the one checkpoint in `folder`, where `checkpoint_<step>` files count once (the last step)."
     if filename:
         if (folder / filename).is_file(): return folder / filename
         raise InputFileError(f"no file '{filename}' in {src} ({folder})")
     found = sorted({p for pat in CKPT_PATTERNS for p in folder.rglob(pat) if p.is_file()})
+    steps = {p: int(m[1]) for p in found if (m := _STEP_FILE.fullmatch(p.name))}
+    found = [p for p in found if p not in steps] + ([max(steps, key=steps.get)] if steps else [])
     if len(found) == 1: return found[0]
     if not found: raise InputFileError(f"no checkpoint ({', '.join(CKPT_PATTERNS)}) in {src} ({folder})")
     raise InputFileError(f"{src} holds several checkpoints ({', '.join(p.name for p in found)}): pass filename= to choose one")
@@ -70,11 +85,11 @@ def resolve_checkpoint(src: str | Path,                   # a file, a folder, or
     if p.is_dir(): return _pick_checkpoint(p, filename, str(src))
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", str(src)):
         raise InputFileError(f"checkpoint not found: {src} is not a file, a folder or a Hugging Face id like "
-                             "'embedded-language-flows/ELF-B-owt-torch'")
+                             f"'{official_checkpoint('asr')}'")
     from huggingface_hub import snapshot_download
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    try: folder = snapshot_download(str(src), allow_patterns=[filename] if filename else list(CKPT_PATTERNS),
-                                    local_files_only=offline, cache_dir=cache_dir)
+    patterns = [filename] if filename else [*CKPT_PATTERNS, "config.yml"]
+    try: folder = snapshot_download(str(src), allow_patterns=patterns, local_files_only=offline, cache_dir=cache_dir)
     except Exception as e:
         why = "HF_HUB_OFFLINE is set and it is not in the local Hugging Face cache" if offline else f"{type(e).__name__}: {e}"
         raise CheckpointError(f"cannot get the checkpoint '{src}' from the Hugging Face hub ({why}); "
