@@ -150,6 +150,8 @@ class TrainConfig:
     bf16: bool = True             # autocast on CUDA only; CPU stays float32
     compile: bool = False
     max_seconds: float = 0.0      # also stop after this many training seconds (0 = no limit): same-budget comparisons
+    accum_steps: int = 1          # micro-batches per step (gradient accumulation): data.batch_size = their sum
+    ckpt_minutes: float = 0.0     # also checkpoint every this many wall-clock minutes (0 = by steps only)
 
 @dataclass
 class SampleConfig:

@@ -12,6 +12,7 @@ import torch
 from .core import Config, ConfigError, FlowConfig, InputFileError, ModelConfig, get_device, override
 from .model import ELF, CheckpointError, load_elf_checkpoint, swiglu_hidden
 from .projector import AudioProjector
+from .train import precision_policy
 from .shards import FeatureShards, bucket_batches, collate_features, make_loader, precompute_features
 
 # %% auto #0
@@ -33,9 +34,8 @@ def peak_flops(device_name: str) -> tuple[float | None, str | None]:
     return None, None
 
 def amp_dtype(device: torch.device):
-    "bf16 on Ampere or newer CUDA cards, fp16 on older ones (T4, V100), None (float32) off CUDA."
-    if device.type != "cuda": return None
-    return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
+    "The training loop's precision policy (notebook 10): bf16 on capability >= 8.0, fp16 + GradScaler below, None off CUDA."
+    return precision_policy(device)
 
 # %% ../nbs/13_gpu_reproduction.ipynb #1b909ea4
 def gpu_report() -> dict:
