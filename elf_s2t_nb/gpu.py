@@ -4,21 +4,24 @@
 
 # %% ../nbs/13_gpu_reproduction.ipynb #995ca359
 from __future__ import annotations
-import os, re
+import gc, os, re
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
-from .core import Config, ConfigError, FlowConfig, InputFileError, ModelConfig, get_device, override
+from .core import Config, ConfigError, FlowConfig, InputFileError, ModelConfig, UserError, get_device, override
 from .model import ELF, CheckpointError, load_elf_checkpoint, swiglu_hidden
 from .projector import AudioProjector
 from .train import precision_policy
 from .shards import FeatureShards, bucket_batches, collate_features, make_loader, precompute_features
 
 # %% auto #0
-__all__ = ['PEAK_FLOPS', 'CKPT_PATTERNS', 'OFFICIAL_CHECKPOINTS', 'PUBLISHED', 'COLUMNS', 'peak_flops', 'amp_dtype', 'gpu_report',
-           'official_checkpoint', 'resolve_checkpoint', 'load_official_elf', 'elf_forward_flops', 'train_step_flops',
-           'expected_step_flops', 'scale_batch', 'text_latent_loss', 'run_recipe', 'ddp_command', 'expected_numbers']
+__all__ = ['PEAK_FLOPS', 'CKPT_PATTERNS', 'OFFICIAL_CHECKPOINTS', 'ELF_B_TRAIN_MEASURED', 'PUBLISHED', 'COLUMNS', 'peak_flops',
+           'amp_dtype', 'gpu_report', 'official_checkpoint', 'resolve_checkpoint', 'load_official_elf',
+           'elf_forward_flops', 'train_step_flops', 'expected_step_flops', 'scale_batch', 'text_latent_loss',
+           'GPUMemoryError', 'train_memory', 'plan_micro_batch', 'release_whisper', 'run_recipe', 'ddp_command',
+           'expected_numbers']
 
 # %% ../nbs/13_gpu_reproduction.ipynb #858250da
 PEAK_FLOPS = (  # (name substring, dense tensor-core FLOP/s, dtype), the most specific first; NVIDIA datasheets
@@ -150,17 +153,55 @@ def scale_batch(cfg: Config, batch_size: int) -> Config:
                           f"train.ckpt_every={max(1, round(cfg.train.ckpt_every * r))}"])
 
 def text_latent_loss(text_encoder):
-    "A loss for `train.train`: encode the batch's target texts with the frozen text encoder (ids, x0), then the flow loss."
+    "A loss for `train.train`: the batch's target texts through the frozen text encoder (float32), then the flow loss."
     def loss_fn(model, batch, gen):
-        ids, x0 = text_encoder.encode(list(batch["text"]))                  # (B, L), (B, L, D) on CPU
         dev = batch["features"].device
-        return model({**batch, "ids": ids.to(dev), "x0": x0.to(dev)}, gen=gen)
+        with torch.autocast(dev.type, enabled=False):                       # T5 stays float32 (fp16 overflows in T5)
+            ids, x0 = text_encoder.encode(list(batch["text"]))               # (B, L), (B, L, D)
+        return model({**batch, "ids": ids.to(dev), "x0": x0.float().to(dev)}, gen=gen)
     return loss_fn
+
+# %% ../nbs/13_gpu_reproduction.ipynb #77b84f02
+ELF_B_TRAIN_MEASURED = {"gpu": "NVIDIA H200", "rows": 64, "positions": 375 + 128 + 12, "seconds": 0.085, "peak_gb": 25.5,
+                        "mfu": 0.29, "params": 107e6, "source": "README: gpu_bench('full'), torch.compile, bf16, no EMA"}
+
+class GPUMemoryError(UserError, RuntimeError):
+    "The card cannot hold the chosen batch (or a single row of it)."
+
+def train_memory(cfg: Config, d_whisper: int = 1280) -> tuple[float, float]:
+    "(fixed bytes, bytes per training row) of ELF-S2T training on a GPU, from the measured ELF-B step."
+    with torch.device("meta"): n = sum(p.numel() for p in ELF(cfg.model).parameters())
+    n += cfg.projector.stack * d_whisper * cfg.model.text_encoder_dim       # the projector
+    fixed = 20 * n                                                         # fp32 weights, grads, 2 moments, EMA
+    m, c = ELF_B_TRAIN_MEASURED, cfg.model
+    per_row_ref = (m["peak_gb"] * 2**30 - 16 * m["params"]) / m["rows"]    # the benchmark held no EMA
+    positions = c.max_length + c.num_time_tokens + c.num_self_cond_cfg_tokens + c.num_model_mode_tokens
+    return fixed, per_row_ref * positions / m["positions"] * (c.hidden_size / 768) * (c.depth / 12)
+
+def plan_micro_batch(batch_size: int, free_bytes: float, fixed_bytes: float, row_bytes: float, world_size: int = 1,
+                     headroom: float = 0.85) -> dict:
+    "Micro-batch (a divisor of the per-card batch) that fits `headroom` of the free memory, and the accumulation steps."
+    if batch_size % world_size: raise ConfigError(f"data.batch_size={batch_size} does not split over {world_size} GPUs")
+    per = batch_size // world_size
+    fits = int((headroom * free_bytes - fixed_bytes) // row_bytes)
+    if fits < 1:
+        need = (fixed_bytes + row_bytes) / headroom / 2**30
+        raise GPUMemoryError(f"this GPU has {free_bytes / 2**30:.1f} GB free, and one training row needs about {need:.1f} GB: "
+                             "use a larger GPU, or lower projector.n_slots / latent.max_len")
+    micro = max(d for d in range(1, min(per, fits) + 1) if per % d == 0)
+    return {"per_device": per, "micro": micro, "accum": per // micro, "est_gb": (fixed_bytes + micro * row_bytes) / 2**30}
+
+def release_whisper(whisper) -> None:
+    "Free the GPU memory of a Whisper model, decoder included, once its features are cached (the model moves to CPU)."
+    whisper.model.to("cpu")
+    whisper.device = torch.device("cpu")
+    gc.collect()
+    if torch.cuda.is_available(): torch.cuda.empty_cache()
 
 # %% ../nbs/13_gpu_reproduction.ipynb #9ef9003d
 def run_recipe(cfg: Config, train_examples, tests: dict, work_dir: str | Path, whisper=None, text_encoder=None,
                init: str | Path | None = None, device: str = "auto", shard_size: int = 1024,
-               eval_batch_size: int = 32) -> dict:
+               eval_batch_size: int = 32, progress: bool = True) -> dict:
     "Cache Whisper features of {uid, audio, text} examples, fine-tune ELF-S2T (from official ELF-B weights), score each test set."
     from elf_s2t_nb.whisper_encoder import WhisperEncoder
     from elf_s2t_nb.latents import TextEncoder
@@ -170,25 +211,33 @@ def run_recipe(cfg: Config, train_examples, tests: dict, work_dir: str | Path, w
     work, dev = Path(work_dir), get_device(device)
     whisper = whisper or WhisperEncoder(cfg.whisper.name, device=str(dev))
     text_encoder = text_encoder or TextEncoder.from_config(cfg.latent, device=str(dev))
-    collate = collate_features
-    precompute_features(train_examples, whisper, work / "features" / "train", shard_size)
-    for name, ex in tests.items(): precompute_features(ex, whisper, work / "features" / name, shard_size)
+    collate, d_whisper = collate_features, whisper.d_model
+    precompute_features(train_examples, whisper, work / "features" / "train", shard_size, progress=progress)
+    for name, ex in tests.items(): precompute_features(ex, whisper, work / "features" / name, shard_size, progress=progress)
+    release_whisper(whisper)                                  # training never needs Whisper again
+    if dev.type == "cuda" and cfg.train.accum_steps == 1:     # the preset's batch as micro-batches that fit
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        plan = plan_micro_batch(cfg.data.batch_size, torch.cuda.mem_get_info(dev)[0], *train_memory(cfg, d_whisper), world)
+        cfg = override(cfg, [f"train.accum_steps={plan['accum']}"])
+        print(f"batch {cfg.data.batch_size} = {world} GPU(s) x {plan['accum']} micro-batches of {plan['micro']} "
+              f"(about {plan['est_gb']:.1f} GB each card)")
     elf = ELF(cfg.model)
     if init is not None: load_official_elf(elf, init)
-    model = ElfS2T(elf, AudioProjector.from_config(cfg.projector, whisper.d_model, cfg.model.text_encoder_dim), cfg.flow)
+    model = ElfS2T(elf, AudioProjector.from_config(cfg.projector, d_whisper, cfg.model.text_encoder_dim), cfg.flow)
     run, ds, B = work / "run", FeatureShards(work / "features" / "train"), cfg.data.batch_size
     stream = BatchStream(ds, B, collate, seed=cfg.train.seed, num_workers=cfg.data.num_workers,   # length-bucketed epochs
                          batcher=lambda epoch: bucket_batches(ds.lengths, B, seed=cfg.train.seed * 1000 + epoch))
     history = train(model, stream, cfg, run, resume=(run / CKPT_NAME).exists(), loss_fn=text_latent_loss(text_encoder),
-                    device=str(dev))
+                    device=str(dev), progress=progress)
     load_ema(model, run / CKPT_NAME)
     scores = {}
     for name in tests:
         test_ds = FeatureShards(work / "features" / name)
         loader = make_loader(test_ds, collate, dev, batch_sampler=bucket_batches(test_ds.lengths, eval_batch_size), num_workers=0)
-        r = transcribe_batches(model, loader, cfg.sample, text_encoder)
+        bar = tqdm(loader, desc=f"decoding {name}", unit="batch", disable=not progress)
+        r = transcribe_batches(model, bar, cfg.sample, text_encoder)
         scores[name] = {**score(r["hyps"], r["refs"]), "utts_per_s": r["utts_per_s"], "uids": r["uids"], "hyps": r["hyps"], "refs": r["refs"]}
-    return {"run_dir": str(run), "steps": len(history), "scores": scores}
+    return {"run_dir": str(run), "steps": len(history), "scores": scores, "accum_steps": cfg.train.accum_steps}
 
 # %% ../nbs/13_gpu_reproduction.ipynb #ebb9a5a5
 def ddp_command(preset: str = "elf-b-librispeech", n_gpus: int | str = "gpu", init: str = "embedded-language-flows/ELF-B-owt-torch",
