@@ -9,10 +9,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from fastcore.basics import patch
 from torch import Tensor
 
-from .core import ConfigError, LatentConfig, UserError, atomic_torch_save, cache_dir, get_device
+from .core import ConfigError, LatentConfig, UserError, atomic_torch_save, cache_dir, get_device, patch
 
 # %% auto #0
 __all__ = ['MINILM_ID', 'T5_SMALL', 'TextEncoderError', 'minilm_path', 't5_standin_tokenizer', 'TextEncoder', 'detokenize',
