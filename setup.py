@@ -20,7 +20,7 @@ def reqs(key): return cfg.get(key, "").split()
 
 lic = licenses.get(cfg["license"].lower(), (cfg["license"], None))
 min_python = cfg["min_python"]
-offline, dev = reqs("offline_requirements"), reqs("dev_requirements")
+offline, dev, paper = reqs("offline_requirements"), reqs("dev_requirements"), reqs("paper_requirements")
 
 setuptools.setup(
     name=cfg["lib_name"],
@@ -42,7 +42,7 @@ setuptools.setup(
     package_data={cfg["lib_path"]: ["data/*"]},
     python_requires=">=" + min_python,
     install_requires=reqs("requirements"),
-    extras_require={"offline": offline, "dev": offline + dev},
+    extras_require={"offline": offline, "paper": paper, "dev": offline + paper + dev},
     entry_points={"console_scripts": reqs("console_scripts"), "nbdev": [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"]},
     zip_safe=False,
 )

@@ -47,8 +47,10 @@ def build_model(cfg: Config, text_dim: int, vocab_size: int, d_whisper: int | No
 def init_backbone(model: ElfS2T, path) -> ElfS2T:
     "Load a backbone into `model.elf`, strictly: the EMA weights of a text run of ours, or an official ELF checkpoint."
     path = Path(path)
-    path = path / CKPT_NAME if path.is_dir() else path
-    if not path.is_file(): raise CheckpointError(f"backbone checkpoint not found: {path}")
+    path = path / CKPT_NAME if path.is_dir() and (path / CKPT_NAME).is_file() else path
+    if not path.is_file():                                             # an official folder or Hugging Face id
+        from .gpu import resolve_checkpoint
+        path = resolve_checkpoint(path)
     try: ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise CheckpointError(f"backbone checkpoint {path} is damaged or not a torch file ({type(e).__name__})") from None
@@ -160,9 +162,16 @@ def _summary(hist: list[dict], seconds: float, **kw) -> dict:
 
 # %% ../nbs/15_pipeline.ipynb #277e44b0
 def speech_split(cfg: Config, split: str, whisper: WhisperEncoder, te: TextEncoder, vocab, progress: bool = True) -> SpeechTextDataset:
-    "One split of the synthetic speech corpus for `cfg.data.task`, features cached, ids in the run's vocabulary."
-    ds = build_synth_split(cfg.data, split, FeatureCache(whisper), LatentCache(te),
-                           max_frames=cfg.projector.n_slots * cfg.projector.stack, seed=cfg.train.seed, progress=progress)
+    "One split of `cfg.data.source` (synthetic corpus, LibriSpeech or CoVoST 2) for `cfg.data.task`, features cached, ids in the run's vocabulary."
+    frames = cfg.projector.n_slots * cfg.projector.stack
+    if cfg.data.source == "synth":
+        ds = build_synth_split(cfg.data, split, FeatureCache(whisper), LatentCache(te), max_frames=frames, seed=cfg.train.seed,
+                               progress=progress)
+    else:                                                      # the paper's data (notebook 05a); test sets scored whole
+        from .paper_data import build_hf_split
+        data = cfg.data if split == "train" else dataclasses.replace(cfg.data, min_words=0, max_words=0)
+        ds = build_hf_split(data, split, FeatureCache(whisper), LatentCache(te), subset=cfg.data.subset or None,
+                            name=cfg.data.path or None, max_frames=frames)
     ds.ids = vocab.to_compact(ds.ids)
     return ds
 
@@ -218,11 +227,15 @@ def train_run(cfg: Config, out="runs", stage: str | None = None, resume=None, in
               limit: int = 0) -> Path:
     "Behind `elf-s2t train`: one stage (`text` pretraining or `speech` fine-tuning) into a new run folder, or `resume` one."
     if stage not in (None, "text", "speech"): raise ConfigError(f"unknown stage {stage!r}; choose text or speech")
-    if cfg.data.source not in SOURCES:
-        raise ConfigError(f"data.source={cfg.data.source!r} trains through the paper-scale recipe (gpu.run_recipe); "
-                          "`elf-s2t train` trains on the offline corpora here (synth or commands)")
+    if cfg.data.source not in (*SOURCES, "librispeech", "covost2"):
+        raise ConfigError(f"data.source={cfg.data.source!r} unknown; choose one of {', '.join(SOURCES)}, librispeech, covost2")
+    if cfg.data.source not in SOURCES and stage == "text":
+        raise ConfigError("the text stage trains on the shipped corpora: set data.source=synth or commands, or start the "
+                          "speech stage from an official ELF checkpoint (--init)")
+    if cfg.data.source not in SOURCES and cfg.latent.vocab != "full":
+        raise ConfigError(f"data.source={cfg.data.source} needs latent.vocab=full (the shipped corpora's vocabulary "
+                          "does not cover it; the elf-b presets set it)")
     if resume and init: raise ConfigError("--init starts a new run from a backbone, --resume continues a run: give one")
-    if init and not Path(init).exists(): raise CheckpointError(f"backbone to start from not found: {init}")
     if resume:
         run_dir = Path(resume)
         if not (run_dir / CKPT_NAME).is_file():

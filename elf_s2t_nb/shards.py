@@ -11,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+from .audio import WINDOW_SAMPLES
 from .core import UserError, atomic_torch_save, atomic_write_text
 
 # %% auto #0
@@ -47,26 +49,28 @@ def _read_index(folder: Path) -> dict | None:
     except (json.JSONDecodeError, UnicodeDecodeError): return {"damaged": True}
 
 # %% ../nbs/13a_feature_shards.ipynb #494dc8a4
-def _encode_shard(chunk: list[dict], encoder, batch_size: int) -> list[torch.Tensor]:
-    "Features (T_i, d) float16 of each example, encoded shortest first in batches of `batch_size`."
+def _encode_shard(chunk: list[dict], encoder, batch_size: int, max_samples: int = WINDOW_SAMPLES) -> tuple[list, int]:
+    "Features (T_i, d) float16 of each example (clips cut to `max_samples`), shortest first; and how many were cut."
     audios = [np.asarray(ex["audio"], dtype=np.float32) for ex in chunk]
+    cut = sum(len(a) > max_samples for a in audios)
+    audios = [a[:max_samples] for a in audios]                             # Whisper's 30 s window
     order, feats = sorted(range(len(chunk)), key=lambda i: len(audios[i])), [None] * len(chunk)
     for s in range(0, len(order), batch_size):
         idx = order[s:s + batch_size]
         f, lens = encoder.encode([audios[i] for i in idx])                   # (b, T, d), (b,)
         for k, i in enumerate(idx): feats[i] = f[k, :int(lens[k])].detach().to("cpu", torch.float16)
-    return feats
+    return feats, cut
 
 def _write_shard(folder: Path, n: int, chunk: list[dict], encoder, batch_size: int) -> dict:
     "Encode `chunk`, write `shard-{n}.pt` atomically and return its index entry."
-    feats = _encode_shard(chunk, encoder, batch_size)
+    feats, cut = _encode_shard(chunk, encoder, batch_size)
     x = torch.cat(feats)                                                      # (sum of lengths, d) float16
     if not torch.isfinite(x).all(): raise FeatureCacheError(f"shard {n}: features overflow float16 (|x| > 65504)")
     meta = [{k: v for k, v in ex.items() if k not in ("audio", "uid") and isinstance(v, (str, int, float, bool))} for ex in chunk]
     uids, lens = [str(ex["uid"]) for ex in chunk], [f.shape[0] for f in feats]
     path = atomic_torch_save({"uids": uids, "lens": torch.tensor(lens), "features": x, "meta": meta}, folder / f"shard-{n:05d}.pt")
     return {"file": path.name, "n": len(chunk), "d": x.shape[1], "bytes": path.stat().st_size, "sha256": _sha256(path),
-            "first_uid": uids[0], "last_uid": uids[-1], "lens": lens}
+            "first_uid": uids[0], "last_uid": uids[-1], "lens": lens, "truncated": cut}
 
 # %% ../nbs/13a_feature_shards.ipynb #f4796373
 def _resume(folder: Path, enc_id: str, shard_size: int, verify: bool) -> dict:
@@ -101,21 +105,38 @@ def precompute_features(dataset_iter,               # examples {'uid', 'audio' (
                         shard_size: int = 256,      # examples per shard file
                         batch_size: int = 16,       # clips per encoder call
                         encoder_id: str | None = None,  # what made the features (default: encoder.id or .name)
-                        verify: bool = True) -> Path:   # check the SHA-256 of kept shards when resuming
+                        verify: bool = True,        # check the SHA-256 of kept shards when resuming
+                        total: int | None = None,   # examples expected (for the progress bar's ETA)
+                        progress: bool = True) -> Path:
     "Run the frozen `encoder` once over the examples into float16 shards + an index (atomic, resumable); the index path."
     folder = Path(out_dir)
     enc_id = encoder_id or str(getattr(encoder, "id", None) or getattr(encoder, "name", type(encoder).__name__))
     folder.mkdir(parents=True, exist_ok=True)
     index = _resume(folder, enc_id, shard_size, verify)
     if index["complete"]: return folder / INDEX
-    it = iter(dataset_iter)
-    _skip_done(it, index["shards"], folder)
-    while chunk := list(islice(it, shard_size)):
-        index["shards"].append(_write_shard(folder, len(index["shards"]), chunk, encoder, batch_size))
-        atomic_write_text(folder / INDEX, json.dumps(index))                  # progress survives a crash
+    done = sum(e["n"] for e in index["shards"])
+    if done and hasattr(dataset_iter, "resume_after"):                  # skips the cached rows without decoding them
+        dataset_iter.resume_after(index["shards"][-1]["last_uid"], done)
+        it = iter(dataset_iter)
+    else:
+        it = iter(dataset_iter)
+        _skip_done(it, index["shards"], folder)
+    total = total or getattr(dataset_iter, "n", None) or (len(dataset_iter) if hasattr(dataset_iter, "__len__") else None)
+    bar = tqdm(total=total, initial=done, unit="clip", desc=f"caching {folder.name}", disable=not progress)
+    try:
+        while chunk := list(islice(it, shard_size)):
+            index["shards"].append(_write_shard(folder, len(index["shards"]), chunk, encoder, batch_size))
+            atomic_write_text(folder / INDEX, json.dumps(index))              # progress survives a crash
+            skips = getattr(dataset_iter, "skips", None)
+            bar.set_postfix(skipped=sum(skips.values()) if skips else 0, truncated=_n_truncated(index), refresh=False)
+            bar.update(len(chunk))
+    finally: bar.close()
     index["complete"] = True
     atomic_write_text(folder / INDEX, json.dumps(index))
+    if cut := _n_truncated(index): print(f"{folder}: {cut} clips longer than Whisper's 30 s window were cut to it")
     return folder / INDEX
+
+def _n_truncated(index: dict) -> int: return sum(e.get("truncated", 0) for e in index["shards"])
 
 # %% ../nbs/13a_feature_shards.ipynb #491d833f
 class FeatureShards(torch.utils.data.Dataset):

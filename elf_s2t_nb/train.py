@@ -23,9 +23,9 @@ from .run_state import CKPT_NAME, BatchStream, DistInfo, init_distributed, load_
 from .run_state import mean_over_ranks, rng_state, save_checkpoint, set_rng_state, unwrap
 
 # %% auto #0
-__all__ = ['split_params', 'Optimizers', 'make_optimizer', 'lr_at', 'set_lr', 'EMA', 'autocast_for', 'setup_precision', 'ElfS2T',
-           'decode_probe', 'DivergedError', 'TrainState', 'model_loss', 'to_device', 'train_step', 'log_metrics',
-           'read_metrics', 'train']
+__all__ = ['split_params', 'Optimizers', 'make_optimizer', 'lr_at', 'set_lr', 'EMA', 'precision_policy', 'autocast_for',
+           'make_scaler', 'setup_precision', 'ElfS2T', 'decode_probe', 'DivergedError', 'TrainState', 'model_loss',
+           'to_device', 'split_batch', 'accumulate', 'train_step', 'log_metrics', 'read_metrics', 'train']
 
 # %% ../nbs/10_training.ipynb #6f4d098a
 def _muon_lr_scale(p: nn.Parameter, is_linear_weight: bool) -> float:
@@ -111,10 +111,21 @@ class EMA:
     def load_state_dict(self, sd: dict): self.ema_model.load_state_dict(sd)
 
 # %% ../nbs/10_training.ipynb #339010fe
-def autocast_for(device: torch.device, bf16: bool = True):
-    "bf16 autocast on CUDA when asked for (and supported); a no-op context elsewhere."
-    ok = bf16 and device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return torch.autocast(device_type="cuda", dtype=torch.bfloat16) if ok else nullcontext()
+def precision_policy(device: torch.device, enabled: bool = True,
+                     capability: tuple[int, int] | None = None) -> torch.dtype | None:
+    "The autocast dtype: bf16 on CUDA cards with native bf16 (capability >= 8.0), fp16 on older ones, None = float32."
+    if not enabled or device.type != "cuda": return None
+    cap = tuple(capability) if capability is not None else torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if cap >= (8, 0) else torch.float16
+
+def autocast_for(device: torch.device, bf16: bool = True, dtype: torch.dtype | None | str = "auto"):
+    "Autocast on CUDA in the policy's dtype (`bf16=False`: float32); a no-op context elsewhere."
+    dtype = precision_policy(device, bf16) if dtype == "auto" else dtype
+    return torch.autocast(device_type=device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+def make_scaler(device: torch.device, dtype: torch.dtype | None) -> torch.amp.GradScaler:
+    "A GradScaler, enabled for fp16 only (bf16 and float32 need none)."
+    return torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
 def setup_precision(device: torch.device):
     "Allow TF32 tensor cores for float32 matmuls and convolutions on CUDA."
@@ -186,19 +197,54 @@ def to_device(batch, device: torch.device):
     if isinstance(batch, (list, tuple)): return type(batch)(to_device(v, device) for v in batch)
     return batch
 
+def split_batch(batch: dict, n: int) -> list[tuple[dict, float]]:
+    "`batch` cut along its rows into `n` micro-batches, each with its share of the rows."
+    if n <= 1: return [(batch, 1.0)]
+    if not isinstance(batch, dict): raise ConfigError("train.accum_steps > 1 needs batches that are dicts of rows")
+    rows = next(len(v) for v in batch.values() if torch.is_tensor(v) or isinstance(v, (list, tuple)))
+    if n > rows: raise ConfigError(f"train.accum_steps={n} is more than the {rows} rows of a batch: lower it")
+    bounds = np.linspace(0, rows, n + 1).round().astype(int)
+    cut = lambda v, a, b: v[a:b] if torch.is_tensor(v) or isinstance(v, (list, tuple)) else v
+    return [({k: cut(v, a, b) for k, v in batch.items()}, (b - a) / rows) for a, b in zip(bounds, bounds[1:])]
+
+def accumulate(net: nn.Module, batch, gen, loss_fn: Callable, device: torch.device, n_micro: int = 1,
+               dtype: torch.dtype | None | str = "auto", scaler: torch.amp.GradScaler | None = None) -> tuple[torch.Tensor, dict]:
+    "Forward + backward over `n_micro` micro-batches, gradients summed as the whole batch's mean loss would give them."
+    parts = split_batch(batch, n_micro)
+    total, stats = torch.zeros((), device=device), {}
+    for k, (micro, share) in enumerate(parts):
+        last = k == len(parts) - 1
+        sync = nullcontext() if last or not hasattr(net, "no_sync") else net.no_sync()   # DDP: all-reduce once
+        with sync:
+            with autocast_for(device, dtype=dtype): loss, st = loss_fn(net, micro, gen)   # forward
+            part = loss.float() * share
+            (scaler.scale(part) if scaler is not None else part).backward()               # backward
+        total = total + part.detach()
+        for name, v in st.items(): stats[name] = stats.get(name, 0.0) + float(v) * share
+    return total, stats
+
 def train_step(net: nn.Module, batch, opt: Optimizers, tc: TrainConfig, step: int, gen, loss_fn: Callable,
-               device: torch.device, di: DistInfo = DistInfo()) -> dict:
-    "One optimiser step: forward, backward, finiteness guard, clip, update. Returns the step's numbers."
+               device: torch.device, di: DistInfo = DistInfo(), scaler: torch.amp.GradScaler | None = None) -> dict:
+    "One optimiser step: forward, backward (over `tc.accum_steps` micro-batches), finiteness guard, clip, update."
     lr = set_lr(opt, lr_at(step, tc))
-    with autocast_for(device, tc.bf16): loss, stats = loss_fn(net, batch, gen)         # forward
-    loss.backward()                                                                      # backward (DDP: + all-reduce)
-    loss_val = mean_over_ranks(loss.detach().float(), di).item()
+    scaler = scaler if scaler is not None and scaler.is_enabled() else None
+    dtype = precision_policy(device, tc.bf16)
+    loss, stats = accumulate(net, batch, gen, loss_fn, device, tc.accum_steps, dtype, scaler)
+    loss_val = mean_over_ranks(loss, di).item()
+    if scaler is not None:
+        for o in opt.opts: scaler.unscale_(o)                                          # true gradients before clipping
     grad_norm = nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip if tc.grad_clip > 0 else float("inf")).item()
-    if not (np.isfinite(loss_val) and np.isfinite(grad_norm)):                          # guard: no update
+    overflow = scaler is not None and np.isfinite(loss_val) and not np.isfinite(grad_norm)   # fp16: skip, lower the scale
+    if not (np.isfinite(loss_val) and (np.isfinite(grad_norm) or overflow)):               # guard: no update
         opt.zero_grad(set_to_none=True)
         raise DivergedError(f"training stopped at step {step}: the loss is {loss_val} and the gradient norm {grad_norm}")
-    opt.step(); opt.zero_grad(set_to_none=True)                                          # update
-    return {"step": step, "loss": loss_val, "lr": lr, "grad_norm": grad_norm, **{k: float(v) for k, v in stats.items()}}
+    if scaler is not None:
+        for o in opt.opts: scaler.step(o)                                              # skipped when it overflowed
+        scaler.update()
+    else: opt.step()
+    opt.zero_grad(set_to_none=True)                                                    # update
+    extra = {"loss_scale": scaler.get_scale(), "skipped": float(overflow)} if scaler is not None else {}
+    return {"step": step, "loss": loss_val, "lr": lr, "grad_norm": grad_norm, **stats, **extra}
 
 # %% ../nbs/10_training.ipynb #3b4e94e3
 def _mean(window: list[dict], k: str) -> float:
@@ -282,6 +328,8 @@ def train(model: nn.Module, data, cfg: Config, run_dir, resume: bool = False, lo
     "Train `model` on `data` (BatchStream, dataset or iterable of batches) as `cfg.train` says; return the per-step history."
     tc, run_dir, di, loss_fn = cfg.train, Path(run_dir), init_distributed(), loss_fn or model_loss
     dev, net, opt, ema = _setup(model, cfg, device, di)
+    dtype = precision_policy(dev, tc.bf16)
+    scaler = make_scaler(dev, dtype)                                  # fp16 only (cards without native bf16)
     stream, gen, state, ckpt = _as_stream(data, cfg, di, collate_fn), torch.Generator(dev), TrainState(), run_dir / CKPT_NAME
     gen.manual_seed(tc.seed + di.rank)                                # per-process draws (flow times, noise, rows)
     if resume:
@@ -293,14 +341,16 @@ def train(model: nn.Module, data, cfg: Config, run_dir, resume: bool = False, lo
         run_dir.mkdir(parents=True, exist_ok=True); save_config(cfg, run_dir / "config.json")
         atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in read_metrics(run_dir, state.step)))
         print(f"{cfg.name}: {sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable parameters, "
-              f"{tc.optimizer} lr {tc.lr:g}, {dev} x{di.world_size}, steps {state.step}->{tc.steps}, run folder {run_dir}")
+              f"{tc.optimizer} lr {tc.lr:g}, {dev} x{di.world_size} {str(dtype or 'float32').replace('torch.', '')}"
+              + (f" x{tc.accum_steps} micro-batches" if tc.accum_steps > 1 else "") + f", steps {state.step}->{tc.steps}, run folder {run_dir}")
     it, window, t_log = iter(stream), [], time.perf_counter()
     bar = progress_bar(total=tc.steps, initial=state.step, unit="step", disable=not (progress and di.main))
     clock = time.perf_counter() - state.elapsed                       # training seconds count from here
+    t_ckpt = time.perf_counter()                                      # wall clock of the last checkpoint
     while state.step < tc.steps and not (tc.max_seconds and time.perf_counter() - clock >= tc.max_seconds):
         batch = next(it, None)                                                      # 1. data
         if batch is None: warnings.warn(f"the data ran out after step {state.step}"); break
-        try: rec = train_step(net, to_device(batch, dev), opt, tc, state.step + 1, gen, loss_fn, dev, di)  # 2.-5.
+        try: rec = train_step(net, to_device(batch, dev), opt, tc, state.step + 1, gen, loss_fn, dev, di, scaler)  # 2.-5.
         except DivergedError as e:
             bar.close()
             raise DivergedError(f"{e}. " + (f"The last good checkpoint, {ckpt} (step {state.ckpt_step}), was left untouched; "
@@ -317,8 +367,12 @@ def train(model: nn.Module, data, cfg: Config, run_dir, resume: bool = False, lo
         if state.step % tc.log_every == 0 or last:                                  # 7. log
             if di.main: log_metrics(run_dir, window, time.perf_counter() - t_log)
             window, t_log = [], time.perf_counter()
-        if state.step % tc.ckpt_every == 0 or last:                                 #    checkpoint
+        due = bool(tc.ckpt_minutes) and time.perf_counter() - t_ckpt >= 60 * tc.ckpt_minutes
+        if di.world_size > 1 and tc.ckpt_minutes:                                   # every process decides alike
+            due = bool(mean_over_ranks(torch.tensor(float(due), device=dev), di).item() > 0)
+        if state.step % tc.ckpt_every == 0 or last or due:                          #    checkpoint (steps or minutes)
             _checkpoint(ckpt, cfg, state, model, opt, ema, stream, gen, di)
+            t_ckpt = time.perf_counter()
         if eval_fn is not None and eval_every and (state.step % eval_every == 0 or last) and di.main:
             t_eval = time.perf_counter()                                            # evaluate the EMA, off the clock
             rec_eval = {"step": state.step, "elapsed": rec["elapsed"], "eval": eval_fn(ema.ema_model, state.step)}

@@ -46,4 +46,25 @@ def test_bad_inputs(tmp_path):
         hf_spec(DataConfig(source="synth"))
     with pytest.raises(ValueError, match="do not decode"):
         decode_audio({"bytes": b"xx", "path": None}, "row 0")
-    assert hf_spec(DataConfig(source="librispeech"), "test", "all") == ("openslr/librispeech_asr", "all", "test.clean")
+    assert hf_spec(DataConfig(source="librispeech"), "test", "all") == ("openslr/librispeech_asr", "all", ("test.clean",))
+
+
+def _mp3(seconds, sr=16000, f=220.0):
+    buf = io.BytesIO()
+    sf.write(buf, (0.3 * np.sin(2 * np.pi * f * np.arange(int(seconds * sr)) / sr)).astype(np.float32), sr, format="MP3")
+    return buf.getvalue()
+
+
+def test_test_split_keeps_long_clips_and_refuses_broken_mp3(tmp_path):
+    write_hub_like(tmp_path, "clean", "test", {"audio": [{"bytes": _flac(34.9), "path": "a"}, {"bytes": _flac(2), "path": "b"}],
+                   "text": ["A LONG ONE", "A SHORT ONE"], "id": ["1-1-0", "1-1-1"]})
+    src = HFSpeech(DataConfig(source="librispeech", n_eval=0, min_words=0, max_words=0), "test", name=str(tmp_path), verbose=False)
+    ex = list(src)
+    assert [len(e["audio"]) for e in ex] == [480_000, 32_000] and src.truncated == 1
+    write_hub_like(tmp_path, "de_en", "test", {"audio": [{"bytes": _mp3(1.0), "path": "0.mp3"}, {"bytes": b"ID3\x03junk", "path": "1.mp3"}],
+                   "sentence": ["eins", "zwei"], "translation": ["one", "two"], "id": ["c0", "c1"]})
+    cv = DataConfig(source="covost2", task="s2tt", src_lang="de", n_eval=0, min_words=0)
+    with pytest.raises(DataError, match=r"row 1 \(c1\): its audio bytes do not decode.*scored whole"):
+        list(HFSpeech(cv, "test", name=str(tmp_path)))
+    train_like = HFSpeech(cv, "test", name=str(tmp_path), strict=False, verbose=False)
+    assert [e["uid"] for e in train_like] == ["c0"] and train_like.skips == {"audio failed to decode": 1}
