@@ -49,7 +49,7 @@ def init_backbone(model: ElfS2T, path) -> ElfS2T:
     path = Path(path)
     path = path / CKPT_NAME if path.is_dir() and (path / CKPT_NAME).is_file() else path
     if not path.is_file():                                             # an official folder or Hugging Face id
-        from .gpu import resolve_checkpoint
+        from elf_s2t_nb.gpu import resolve_checkpoint  # the paper-scale branch, only for official ids
         path = resolve_checkpoint(path)
     try: ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -168,7 +168,7 @@ def speech_split(cfg: Config, split: str, whisper: WhisperEncoder, te: TextEncod
         ds = build_synth_split(cfg.data, split, FeatureCache(whisper), LatentCache(te), max_frames=frames, seed=cfg.train.seed,
                                progress=progress)
     else:                                                      # the paper's data (notebook 05a); test sets scored whole
-        from .paper_data import build_hf_split
+        from elf_s2t_nb.paper_data import build_hf_split
         data = cfg.data if split == "train" else dataclasses.replace(cfg.data, min_words=0, max_words=0)
         ds = build_hf_split(data, split, FeatureCache(whisper), LatentCache(te), subset=cfg.data.subset or None,
                             name=cfg.data.path or None, max_frames=frames)
@@ -236,6 +236,8 @@ def train_run(cfg: Config, out="runs", stage: str | None = None, resume=None, in
         raise ConfigError(f"data.source={cfg.data.source} needs latent.vocab=full (the shipped corpora's vocabulary "
                           "does not cover it; the elf-b presets set it)")
     if resume and init: raise ConfigError("--init starts a new run from a backbone, --resume continues a run: give one")
+    if init and not Path(init).exists() and str(init).count("/") != 1:     # neither a path nor a hub id 'org/name'
+        raise CheckpointError(f"backbone to start from not found: {init}")
     if resume:
         run_dir = Path(resume)
         if not (run_dir / CKPT_NAME).is_file():

@@ -91,7 +91,7 @@ def test_demo_and_train_mistakes_fail_before_any_work(capsys, tmp_path):
     user_error(capsys, "demo", "--set", "flow.p_man=0", "--out", tmp_path, says="flow.p_man")
     user_error(capsys, "train", "--preset", "cpu-huge", "--out", tmp_path, says="unknown preset")
     user_error(capsys, "train", "--set", "train.steps=many", "--out", tmp_path, says="must be int")
-    user_error(capsys, "train", "--set", "data.source=librispeech", "--out", tmp_path, says="paper-scale recipe")
+    user_error(capsys, "train", "--set", "data.source=librispeech", "--out", tmp_path, says="needs latent.vocab=full")
     user_error(capsys, "train", "--init", tmp_path / "nope", "--out", tmp_path, says="not found")
     user_error(capsys, "train", "--resume", tmp_path / "nope", says="nothing to resume")
     assert list(tmp_path.iterdir()) == []                             # no run folder was left behind

@@ -50,6 +50,6 @@ def test_plan_split_and_train_texts_follow_the_source():
 
 
 def test_train_run_takes_both_offline_corpora_only(tmp_path):
-    with pytest.raises(ConfigError, match="paper-scale recipe"):
-        train_run(override(get_preset("cpu-tiny"), ["data.source=covost2"]), out=tmp_path)
+    with pytest.raises(ConfigError, match="unknown; choose one of synth, commands, librispeech, covost2"):
+        train_run(override(get_preset("cpu-tiny"), ["data.source=bogus"]), out=tmp_path)
     assert not list(tmp_path.iterdir())                        # refused before making a run folder

@@ -62,7 +62,7 @@ def test_paper_sources_refuse_what_cannot_work(stand_ins, tmp_path):
     cfg = _tiny(["data.source=librispeech", f"data.path={stand_ins / 'ls'}"], tmp_path)
     with pytest.raises(ConfigError, match="latent.vocab=full"):
         pipeline.train_run(override(cfg, ["latent.vocab=corpus"]), out=tmp_path, stage="speech", progress=False)
-    with pytest.raises(ConfigError, match="text stage trains on the shipped corpus"):
+    with pytest.raises(ConfigError, match="text stage trains on the shipped corpora"):
         pipeline.train_run(cfg, out=tmp_path, stage="text", progress=False)
-    with pytest.raises(ConfigError, match="choose synth, librispeech or covost2"):
+    with pytest.raises(ConfigError, match="unknown; choose one of synth, commands, librispeech, covost2"):
         pipeline.train_run(override(cfg, ["data.source=timit"]), out=tmp_path, progress=False)
