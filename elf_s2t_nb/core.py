@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #09e32afd
 from __future__ import annotations
-import dataclasses, inspect, json, math, os, random, sys, tempfile, time
+import dataclasses, json, math, os, random, sys, tempfile, time
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,8 @@ from tqdm import tqdm as std_tqdm
 __all__ = ['PRESETS', 'UserError', 'ConfigError', 'InputFileError', 'CheckpointError', 'atomic_write_bytes', 'atomic_write_text',
            'atomic_torch_save', 'AudioConfig', 'WhisperConfig', 'LatentConfig', 'ProjectorConfig', 'ModelConfig',
            'FlowConfig', 'DataConfig', 'TrainConfig', 'SampleConfig', 'Config', 'save_config', 'load_config',
-           'override', 'get_preset', 'seed_everything', 'get_device', 'cache_dir', 'make_run_dir', 'patch',
-           'LogProgress', 'progress_bar']
+           'override', 'get_preset', 'seed_everything', 'get_device', 'cache_dir', 'make_run_dir', 'LogProgress',
+           'progress_bar']
 
 # %% ../nbs/00_core.ipynb #05970c98
 class UserError(Exception):
@@ -339,16 +339,6 @@ def make_run_dir(cfg: Config, root: str | Path = "runs", name: str | None = None
     run.mkdir(parents=True)
     save_config(cfg, run / "config.json")
     return run
-
-# %% ../nbs/00_core.ipynb #416f64e8
-def patch(f):
-    "Attach `f` as a method of the class its first argument is annotated with (`self: Cls`); returns `f`."
-    inner = inspect.unwrap(f)                                               # under decorators such as torch.no_grad
-    ann = inner.__annotations__.get(next(iter(inspect.signature(inner).parameters), None))
-    cls = inner.__globals__.get(ann) if isinstance(ann, str) else ann      # `from __future__ import annotations`
-    if not isinstance(cls, type): raise TypeError(f"@patch: annotate the first argument of {f.__name__} with a class")
-    setattr(cls, f.__name__, f)
-    return f
 
 # %% ../nbs/00_core.ipynb #1ef9ac79
 def _live(file) -> bool:
