@@ -164,7 +164,7 @@ def _summary(hist: list[dict], seconds: float, **kw) -> dict:
 def speech_split(cfg: Config, split: str, whisper: WhisperEncoder, te: TextEncoder, vocab, progress: bool = True) -> SpeechTextDataset:
     "One split of `cfg.data.source` (synthetic corpus, LibriSpeech or CoVoST 2) for `cfg.data.task`, features cached, ids in the run's vocabulary."
     frames = cfg.projector.n_slots * cfg.projector.stack
-    if cfg.data.source == "synth":
+    if cfg.data.source in SOURCES:                             # the offline corpora (verses, commands)
         ds = build_synth_split(cfg.data, split, FeatureCache(whisper), LatentCache(te), max_frames=frames, seed=cfg.train.seed,
                                progress=progress)
     else:                                                      # the paper's data (notebook 05a); test sets scored whole

@@ -208,3 +208,17 @@ def test_bench_trains_its_model_on_the_spot(capsys, tmp_path, monkeypatch):
     res = json.loads((tmp_path / "bench" / "bench.json").read_text())
     assert res["n_clips"] == 4 and (tmp_path / "bench" / "bench.md").read_text() in out
     user_error(capsys, "bench", "--run", tmp_path / "nope", says="run folder not found")
+
+
+def test_train_both_stages_on_the_command_corpus(capsys, tmp_path):
+    "data.source=commands goes through the offline corpus path in both stages (a merge once sent it to the hub loader)."
+    cmd = ["--set", "data.source=commands", "--set", "latent.max_len=16", "--set", "projector.n_slots=32",
+           "--set", "model.depth=1", "--set", "data.batch_size=8", "--set", "train.log_every=1"]
+    code, out, err = run(capsys, "train", "--stage", "text", "--set", "train.steps=2", *cmd, "--out", tmp_path / "t")
+    assert code == 0, err
+    (text,) = (tmp_path / "t").iterdir()
+    code, out, err = run(capsys, "train", "--init", text, "--set", "train.steps=2", "--set", "data.n_train=8",
+                         "--set", "data.n_eval=4", *cmd, "--out", tmp_path / "s")
+    assert (code, out.splitlines()[-1][:15]) == (0, "trained 2 steps"), err
+    (r,) = (tmp_path / "s").iterdir()
+    assert json.loads((r / "config.json").read_text())["data"]["source"] == "commands"
