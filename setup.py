@@ -39,7 +39,7 @@ setuptools.setup(
       + (["License :: " + lic[1]] if lic[1] else []),
     packages=setuptools.find_packages(include=[cfg["lib_path"], cfg["lib_path"] + ".*"]),
     include_package_data=True,
-    package_data={cfg["lib_path"]: ["data/*"]},
+    package_data={cfg["lib_path"]: ["data/*", "shipped/**/*"]},   # the corpus and the shipped models (models.py)
     python_requires=">=" + min_python,
     install_requires=reqs("requirements"),
     extras_require={"offline": offline, "paper": paper, "dev": offline + paper + dev},
