@@ -260,6 +260,8 @@ def test_cli_models_and_transcribe_with_a_shipped_model(capsys, monkeypatch, roo
     assert "pass --run" in user_error(capsys, "transcribe", clips[0], says="no asr model")
     code, out, _ = run_cli(capsys, "transcribe", "--help")
     assert code == 0 and "--model" in out
+    code, out, _ = run_cli(capsys, "--help")
+    assert code == 0 and "models" in out and run_cli(capsys, "models", "--help")[0] == 0
 
 
 def test_the_wheel_carries_the_shipped_folder(tmp_path):
