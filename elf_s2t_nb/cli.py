@@ -40,8 +40,10 @@ def cmd_demo(a) -> int:
     bad = [t for t in tasks if t not in TASKS]
     if bad or not tasks: raise ConfigError(f"--tasks {a.tasks!r}: give a comma-separated list of {', '.join(TASKS)}")
     override(get_preset(a.preset), a.set or [])                     # a bad preset or --set fails before any work
+    if a.workers is not None and a.workers < 1:
+        raise ConfigError(f"--workers {a.workers}: give 1 or more")
     run_demo(preset=a.preset, out=a.out, size=a.size, tasks=tasks, ablate_forcing=a.ablate_forcing,
-             overrides=a.set or [])
+             ar=not a.no_ar, workers=a.workers, overrides=a.set or [])
     return 0
 
 def cmd_train(a) -> int:
@@ -98,7 +100,7 @@ def cmd_bench(a) -> int:
     return 0
 
 # %% ../nbs/14_cli.ipynb #ac58e834
-SIZES = ("tiny", "demo", "big")          # the sizes of `demo.SIZES`, named here so that --help needs no torch
+SIZES = ("tiny", "demo", "standard", "big")  # the sizes of `demo.SIZES`, named here so that --help needs no torch
 
 def _common(p, cfg_opts: bool = True):
     if cfg_opts:
@@ -122,10 +124,13 @@ def make_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="run the whole reproduction on CPU, offline (the main job)")
     d.add_argument("--preset", default="cpu-tiny", help=f"a named preset: {', '.join(PRESETS)} (default cpu-tiny)")
     _common(d, cfg_opts=False)
-    d.add_argument("--size", default="demo", choices=SIZES, help="corpus and training size (tiny: a smoke test)")
+    d.add_argument("--size", default="demo", choices=SIZES, help="tiny: a smoke test; demo: the spoken-command corpus (default); standard, big: the open-domain verse track")
     d.add_argument("--tasks", default="asr,s2tt", help="comma-separated: asr, s2tt")
     d.add_argument("--ablate-forcing", action="store_true",
                    help="also fine-tune without audio forcing (mu_d=0.8) to compare")
+    d.add_argument("--no-ar", action="store_true", help="skip the same-budget autoregressive baseline")
+    d.add_argument("--workers", type=int, default=None,
+                   help="tasks fine-tuned side by side in worker processes (default: one per CPU core, at most one per task)")
     d.add_argument("--out", default="runs", help="folder for run folders (default runs)")
     t = sub.add_parser("train", help="train one run (text pretraining or speech fine-tuning), or resume one")
     _common(t)
