@@ -4,7 +4,12 @@
 
 # %% ../nbs/01_audio.ipynb #bfb29233
 from __future__ import annotations
-import ctypes, functools, io, os, threading, warnings
+import ctypes
+import functools
+import io
+import os
+import threading
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -227,7 +232,8 @@ class _EspeakVoice(ctypes.Structure):
 def _private_copy(path: str) -> Path:
     """A copy of libespeak-ng that only `synthesize` opens: nothing else holds it, so unloading it really
     resets its state."""
-    import shutil, tempfile
+    import shutil
+    import tempfile
     dst = Path(tempfile.mkdtemp(prefix="elf-s2t-espeak-")) / Path(path).name
     shutil.copy2(path, dst)
     return dst

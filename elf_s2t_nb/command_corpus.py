@@ -4,7 +4,8 @@
 
 # %% ../nbs/04a_command_corpus.ipynb #ed1218c6
 from __future__ import annotations
-import random, zlib
+import random
+import zlib
 from collections import Counter
 from functools import lru_cache
 import numpy as np
@@ -809,7 +810,8 @@ def _corpus(seed: int) -> dict[str, tuple[dict, ...]]:
     check_disjoint(splits)
     for split, part in splits.items():
         for k, row in enumerate(part):
-            row["id"] = f"{split}{k:04d}-{zlib.crc32('|'.join(row[l] for l in LANGS).encode()):08x}"
+            crc = zlib.crc32("|".join(row[lang] for lang in LANGS).encode())
+            row["id"] = f"{split}{k:04d}-{crc:08x}"
     return {s: tuple(part) for s, part in splits.items()}
 
 

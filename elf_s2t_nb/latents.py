@@ -4,7 +4,11 @@
 
 # %% ../nbs/04_text_latents.ipynb #27963a92
 from __future__ import annotations
-import copy, hashlib, os, re, warnings, zlib
+import copy
+import hashlib
+import re
+import warnings
+import zlib
 from pathlib import Path
 
 import torch

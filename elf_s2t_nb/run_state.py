@@ -4,17 +4,19 @@
 
 # %% ../nbs/09a_run_state.ipynb #cc3f1529
 from __future__ import annotations
-import os, random, warnings
+import os
+import random
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from .core import CheckpointError, Config, ConfigError, UserError, atomic_torch_save
+from .core import CheckpointError, Config, ConfigError, atomic_torch_save
 
 # %% auto #0
 __all__ = ['CKPT_NAME', 'rng_state', 'set_rng_state', 'BatchStream', 'DistInfo', 'init_distributed', 'mean_over_ranks', 'unwrap',

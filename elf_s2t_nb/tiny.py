@@ -4,11 +4,11 @@
 
 # %% ../nbs/10b_tiny_run.ipynb #15cef3bb
 from __future__ import annotations
-import hashlib, json
+import hashlib
+import json
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .core import Config, ConfigError, cache_dir, get_preset, seed_everything

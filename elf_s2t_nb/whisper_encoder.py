@@ -4,7 +4,11 @@
 
 # %% ../nbs/02_whisper_encoder.ipynb #3530f9fd
 from __future__ import annotations
-import hashlib, re, time, warnings, zlib
+import hashlib
+import re
+import time
+import warnings
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,7 +19,7 @@ import whisper
 
 from .core import atomic_torch_save, cache_dir, get_device
 from .audio import AudioError, HOP_LENGTH, SAMPLE_RATE, WINDOW_SAMPLES, log_mel, synthesize
-from .whisper_weights import WhisperWeightsError, load_whisper, transcribe   # re-exported here
+from .whisper_weights import WhisperWeightsError, load_whisper, transcribe  # noqa: F401 (re-exported here)
 
 # %% auto #0
 __all__ = ['encode_frames', 'WhisperEncoder', 'frame_cosine', 'FeatureCache', 'benchmark_encoder', 'benchmark_cache']
@@ -228,7 +232,8 @@ def benchmark_cache(
     encoder: WhisperEncoder, n_clips: int = 16, seconds: float = 3.0, threads: int | None = None
 ) -> dict:
     "Seconds for `FeatureCache.get` on `n_clips` distinct clips: cold (computed) vs warm (read back)."
-    import shutil, tempfile
+    import shutil
+    import tempfile
 
     clips = [
         np.resize(synthesize(f"Clip number {i} of the cache benchmark."), int(seconds * SAMPLE_RATE))

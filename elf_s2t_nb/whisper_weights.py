@@ -4,7 +4,11 @@
 
 # %% ../nbs/01a_whisper_weights.ipynb #81b878aa
 from __future__ import annotations
-import hashlib, importlib.util, re, struct, warnings
+import hashlib
+import importlib.util
+import re
+import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
