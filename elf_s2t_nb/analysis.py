@@ -11,7 +11,6 @@ import jiwer
 import numpy as np
 import torch
 
-from .core import UserError
 from .evaluate import EvalError, normalise, score, transcribe_batches, unwrap
 
 # %% auto #0
@@ -85,7 +84,7 @@ class WordSpace:
         "The vocabulary of every word in `texts`, after Whisper's normaliser."
         return cls(text_encoder, [w for t in normalise(texts) for w in t.split()])
 
-    def _ix(self, words): 
+    def _ix(self, words):
         missing = [w for w in words if w not in self.index]
         if missing:
             raise EvalError(
@@ -248,7 +247,10 @@ def margin_summary(tm: dict) -> dict:
     "Mean and median margin of right and wrong tokens, AUC P(wrong < right), share of runner-up references."
     m, ok = tm["margin"], torch.tensor([s == "correct" for s in tm["status"]], dtype=torch.bool)
     right, wrong = m[ok], m[~ok]
-    stat = lambda x, f: f(x).item() if len(x) else float("nan")
+
+    def stat(x, f):
+        return f(x).item() if len(x) else float("nan")
+
     auc, p = auc_less(wrong, right)
     rr = tm["ref_rank"]
     return dict(
@@ -338,15 +340,10 @@ def side_by_side(results: dict[str, dict]) -> str:
         ),
         ("reference token was the runner-up", lambda r: r["margin_summary"]["frac_ref_runner_up"], "{:.2f}"),
     ]
-    head = "| measure | " + " | ".join(results) + " |\n|---|" + "---|" * len(results)
-    return (
-        head
-        + "\n"
-        + "\n".join(
-            f"| {name} | " + " | ".join(fmt.format(get(r)) for r in results.values()) + " |"
-            for name, get, fmt in rows
-        )
-    )
+    lines = ["| measure | " + " | ".join(results) + " |\n|---|" + "---|" * len(results)]
+    for name, get, fmt in rows:
+        lines.append(f"| {name} | " + " | ".join(fmt.format(get(r)) for r in results.values()) + " |")
+    return "\n".join(lines)
 
 # %% ../nbs/12_error_analysis.ipynb #a60137d7
 def plot_distance_cdf(conf: dict, key: str = "cos", ax=None, label: str = ""):

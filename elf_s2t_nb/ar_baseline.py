@@ -4,7 +4,8 @@
 
 # %% ../nbs/10c_ar_baseline.ipynb #607342cd
 from __future__ import annotations
-import math, time
+import math
+import time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 

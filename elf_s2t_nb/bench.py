@@ -4,7 +4,9 @@
 
 # %% ../nbs/11a_bench.ipynb #3e36fdd3
 from __future__ import annotations
-import json, platform, time
+import json
+import platform
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -14,7 +16,7 @@ import torch
 
 from .core import SampleConfig, atomic_write_text, get_preset, seed_everything
 from .evaluate import EvalError, score, transcribe_batches, whisper_greedy, _sync
-from .tiny import clip_batches, demo_clips
+from .tiny import clip_batches
 
 # %% auto #0
 __all__ = ['timed', 'as_clips', 'bench_features', 'bench_decoding', 'bench_threads', 'bench_whisper', 'train_vocab_size',
@@ -164,9 +166,10 @@ def bench_train_steps(
             ids=torch.randint(0, V, (B, L), device=dev),
         )
         opt, gen = make_optimizer(model, cfg.train), torch.Generator(dev).manual_seed(0)
-        step = lambda: train_step(
-            model, batch, opt, cfg.train, cfg.train.warmup_steps + 1, gen, model_loss, dev
-        )
+
+        def step():
+            return train_step(model, batch, opt, cfg.train, cfg.train.warmup_steps + 1, gen, model_loss, dev)
+
         secs, _ = timed(step, repeat, device=dev)
         rows.append(dict(preset=cfg.name, optimizer=cfg.train.optimizer, batch_size=B, vocab=V,
                          params=sum(p.numel() for p in model.parameters()), step_s=secs))
@@ -241,10 +244,10 @@ def run_bench(run_or_model, clips, out_dir: str | Path, quick: bool = False, cfg
 
 # %% ../nbs/11a_bench.ipynb #db6b2e00
 def _table(head: list[str], rows: list[list]) -> str:
-    return "\n".join(
-        ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        + ["| " + " | ".join(map(str, r)) + " |" for r in rows]
-    )
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append("| " + " | ".join(map(str, r)) + " |")
+    return "\n".join(lines)
 
 def bench_markdown(res: dict) -> str:
     "The benchmark results as markdown tables (absolute times and the ratios that matter)."

@@ -4,7 +4,9 @@
 
 # %% ../nbs/11_evaluation.ipynb #14d707c2
 from __future__ import annotations
-import functools, json, time
+import functools
+import json
+import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -282,9 +284,11 @@ def audio_ablations(model, batches, sample_cfg: SampleConfig, text_encoder, mode
     res = {"normal": {**score(normal["hyps"], normal["refs"]), "token_change": 0.0, "identical": 1.0}}
     for mode in modes:
         g = torch.Generator().manual_seed(sample_cfg.seed + 1)
-        fn = lambda f, l: ablate_features(
-            f, l, mode, torch.Generator(f.device).manual_seed(int(torch.randint(0, 2**31, (1,), generator=g)))
-        )
+
+        def fn(f, lens):
+            seed = int(torch.randint(0, 2**31, (1,), generator=g))
+            return ablate_features(f, lens, mode, torch.Generator(f.device).manual_seed(seed))
+
         r = transcribe_batches(model, batches, sample_cfg, text_encoder, feature_fn=fn)
         change = [edit_distance(a, b) / max(len(b), 1) for a, b in zip(r["ids"], normal["ids"])]
         res[mode] = {

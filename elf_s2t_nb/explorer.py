@@ -138,7 +138,8 @@ def widgets_available() -> bool:
 
 def wav_bytes(audio: np.ndarray, sr: int = 16_000) -> bytes:
     "16-bit PCM WAV bytes of a float clip (for an audio player)."
-    import io, soundfile as sf
+    import io
+    import soundfile as sf
     buf = io.BytesIO()
     sf.write(buf, np.clip(audio, -1, 1), sr, format="WAV", subtype="PCM_16")
     return buf.getvalue()

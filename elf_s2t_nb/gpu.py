@@ -4,11 +4,19 @@
 
 # %% ../nbs/13_gpu_reproduction.ipynb #995ca359
 from __future__ import annotations
-import dataclasses, gc, os, re, shutil
+import dataclasses
+import gc
+import os
+import re
+import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from .core import Config, ConfigError, FlowConfig, InputFileError, ModelConfig, UserError
 from .core import get_device, get_preset, override
@@ -344,8 +352,7 @@ def run_recipe(
         cfg = override(cfg, [f"train.accum_steps={plan['accum']}"])
         print(
             f"batch {cfg.data.batch_size} = {world} GPU(s) x {plan['accum']} micro-batches of "
-            f"{plan['micro']} "
-            f"(about {plan['est_gb']:.1f} GB each card)"
+            f"{plan['micro']} (about {plan['est_gb']:.1f} GB each card)"
         )
     elf = ELF(cfg.model)
     if init is not None:
@@ -607,83 +614,47 @@ def ddp_command(
     """Shell lines: fetch the backbone checkpoint once, then train `preset` on this machine's GPUs with
     torchrun (DDP)."""
     sets = "".join(f" --set {o}" for o in overrides)
-    fetch = f"""CKPT=$(python -c 'from elf_s2t_nb.gpu import resolve_checkpoint; print(resolve_checkpoint("{init}"))')"""
+    code = f'from elf_s2t_nb.gpu import resolve_checkpoint; print(resolve_checkpoint("{init}"))'
+    fetch = f"CKPT=$(python -c '{code}')"
     return (
-        f"{fetch}\ntorchrun --standalone --nproc_per_node={n_gpus} \"$(which elf-s2t)\" train --preset "
-        f"{preset} "
-        f'--init "$CKPT" --out {out}{sets}'
+        f"{fetch}\ntorchrun --standalone --nproc_per_node={n_gpus} \"$(which elf-s2t)\" train "
+        f'--preset {preset} --init "$CKPT" --out {out}{sets}'
     )
 
 # %% ../nbs/13_gpu_reproduction.ipynb #15baf90f
 # paper reports it, not retrievable here / source has none
 UNKNOWN, NOT_REPORTED, NOT_RUN = "unknown", "n/r", "not run"
-# (system, LibriSpeech test-clean WER, test-other WER, CoVoST 2 de->en BLEU, X->en mean BLEU, WMT14 De->En BLEU, source)
+# (system, LibriSpeech test-clean WER, test-other WER, CoVoST 2 de->en BLEU, X->en mean BLEU,
+#  WMT14 De->En BLEU, source)
 PUBLISHED = [
-    (
-        "ELF-S2T: ELF-B + Whisper large-v3 (paper)",
-        UNKNOWN,
-        UNKNOWN,
-        UNKNOWN,
-        UNKNOWN,
-        NOT_REPORTED,
-        "Li et al., arXiv 2606.10368: reports 'competitive' ASR and S2TT; its tables were not retrievable "
-        "here "
-        "(unknown: the numbers, its training splits, steps and batch); fill them from the paper",
-    ),
-    (
-        "Whisper large-v3, greedy",
-        2.0,
-        3.9,
-        NOT_REPORTED,
-        NOT_REPORTED,
-        NOT_REPORTED,
-        "OLMoASR technical report, arXiv 2508.20869, Table 4 (short-form English WER, greedy decoding)",
-    ),
-    (
-        "Whisper large-v2, greedy",
-        2.7,
-        5.2,
-        NOT_REPORTED,
-        NOT_REPORTED,
-        NOT_REPORTED,
-        "OLMoASR, arXiv 2508.20869, Table 4",
-    ),
-    (
-        "Whisper, zero-shot",
-        NOT_REPORTED,
-        NOT_REPORTED,
-        UNKNOWN,
-        29.1,
-        NOT_REPORTED,
-        "Radford et al., arXiv 2212.04356, Table 4 (CoVoST 2 X->en, mean over 21 languages; per-language "
-        "de->en not read here)",
-    ),
-    (
-        "ELF-B, text De->En",
-        NOT_REPORTED,
-        NOT_REPORTED,
-        NOT_REPORTED,
-        NOT_REPORTED,
-        26.4,
-        "Hu et al., arXiv 2605.10938 (ELF); official README, test set, lowercased sacreBLEU",
-    ),
+    ("ELF-S2T: ELF-B + Whisper large-v3 (paper)", UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, NOT_REPORTED,
+     "Li et al., arXiv 2606.10368: reports 'competitive' ASR and S2TT; its tables were not retrievable here "
+     "(unknown: the numbers, its training splits, steps and batch); fill them from the paper"),
+    ("Whisper large-v3, greedy", 2.0, 3.9, NOT_REPORTED, NOT_REPORTED, NOT_REPORTED,
+     "OLMoASR technical report, arXiv 2508.20869, Table 4 (short-form English WER, greedy decoding)"),
+    ("Whisper large-v2, greedy", 2.7, 5.2, NOT_REPORTED, NOT_REPORTED, NOT_REPORTED,
+     "OLMoASR, arXiv 2508.20869, Table 4"),
+    ("Whisper, zero-shot", NOT_REPORTED, NOT_REPORTED, UNKNOWN, 29.1, NOT_REPORTED,
+     "Radford et al., arXiv 2212.04356, Table 4 (CoVoST 2 X->en, mean over 21 languages; "
+     "per-language de->en not read here)"),
+    ("ELF-B, text De->En", NOT_REPORTED, NOT_REPORTED, NOT_REPORTED, NOT_REPORTED, 26.4,
+     "Hu et al., arXiv 2605.10938 (ELF); official README, test set, lowercased sacreBLEU"),
 ]
-COLUMNS = (
-    "LibriSpeech test-clean WER",
-    "test-other WER",
-    "CoVoST 2 de->en BLEU",
-    "CoVoST 2 X->en mean BLEU",
-    "WMT14 De->En BLEU",
-)
+COLUMNS = ("LibriSpeech test-clean WER", "test-other WER", "CoVoST 2 de->en BLEU", "CoVoST 2 X->en mean BLEU",
+           "WMT14 De->En BLEU")
+
 
 def expected_numbers(ours: dict | None = None, label: str = "this recipe (ELF-B S2T)") -> str:
     """Markdown table: published numbers with their sources, and this recipe's (keys: ls_clean, ls_other,
     covost_de_en)."""
-    cell = lambda v: v if isinstance(v, str) else f"{v:.1f}"
+    def cell(v):
+        return v if isinstance(v, str) else f"{v:.1f}"
     o = ours or {}
     mine = tuple(o.get(k, NOT_RUN) for k in ("ls_clean", "ls_other", "covost_de_en"))
     rows = [*PUBLISHED, (label, *mine, NOT_REPORTED, NOT_REPORTED, o.get("source", "not run yet"))]
     lines = ["| system | " + " | ".join(COLUMNS) + " | source |", "|---" * (len(COLUMNS) + 2) + "|"]
-    body = [f"| {r[0]} | " + " | ".join(cell(v) for v in r[1:6]) + f" | {r[6]} |" for r in rows]
-    legend = f"\n\n{UNKNOWN}: the source reports it, but it could not be read here; {NOT_REPORTED}: not reported by that source"
-    return "\n".join(lines + body) + legend
+    for r in rows:
+        lines.append(f"| {r[0]} | " + " | ".join(cell(v) for v in r[1:6]) + f" | {r[6]} |")
+    legend = (f"\n\n{UNKNOWN}: the source reports it, but it could not be read here; "
+              f"{NOT_REPORTED}: not reported by that source")
+    return "\n".join(lines) + legend

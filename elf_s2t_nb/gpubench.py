@@ -4,7 +4,8 @@
 
 # %% ../nbs/13b_gpu_bench.ipynb #a49bff01
 from __future__ import annotations
-import time, warnings
+import time
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -306,12 +307,14 @@ def gpu_bench(mode: str = "tiny",
 def gpu_bench_markdown(r: dict) -> str:
     "The results of `gpu_bench` as markdown: a training table and a decoding table."
     t, d = r["train"], r["decode"]
-    f = lambda x: "n/a" if x is None else f"{x:,.0f}" if x >= 100 else f"{x:.2f}" if x >= 1 else f"{x:.3g}"
-    si = lambda x: next(
-        f"{x / m:.3g} {u}"
-        for m, u in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1, ""))
-        if x >= m or m == 1
-    )
+    def f(x):
+        return "n/a" if x is None else f"{x:,.0f}" if x >= 100 else f"{x:.2f}" if x >= 1 else f"{x:.3g}"
+
+    def si(x):
+        for m, u in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1, "")):
+            if x >= m or m == 1:
+                return f"{x / m:.3g} {u}"
+
     mfu = (
         "n/a (peak unknown: pass peak=)"
         if t["mfu"] is None
@@ -324,8 +327,8 @@ def gpu_bench_markdown(r: dict) -> str:
         "",
         "| training step | value |",
         "|---|---|",
-        f"| batch x slots | {t['batch_size']} x {t['max_length']} ({t['n_audio']} audio + {t['n_text']} "
-        "text) |",
+        f"| batch x slots | {t['batch_size']} x {t['max_length']} "
+        f"({t['n_audio']} audio + {t['n_text']} text) |",
         f"| parameters (ELF + projector) | {t['params_m']:.1f} M |",
         f"| torch.compile | {t['compiled']} |",
         f"| step time | {f(t['step_s'] * 1e3)} ms |",

@@ -4,7 +4,9 @@
 
 # %% ../nbs/13a_feature_shards.ipynb #ac0821ab
 from __future__ import annotations
-import hashlib, json, warnings
+import hashlib
+import json
+import warnings
 from collections import OrderedDict
 from itertools import islice
 from pathlib import Path
