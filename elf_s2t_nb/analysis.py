@@ -29,10 +29,8 @@ def align_words(hyps: list[str], refs: list[str], normalised: bool = True) -> li
         hyps, refs = normalise(hyps), normalise(refs)
     keep = [i for i, r in enumerate(refs) if r.strip()]           # jiwer cannot align an empty reference
     o = jiwer.process_words([refs[i] for i in keep], [hyps[i] for i in keep])
-    recs, kind = (
-        [],
-        {"equal": "correct", "substitute": "substitution", "delete": "deletion", "insert": "insertion"},
-    )
+    recs = []
+    kind = {"equal": "correct", "substitute": "substitution", "delete": "deletion", "insert": "insertion"}
     for u, chunks, rw, hw in zip(keep, o.alignments, o.references, o.hypotheses):
         for c in chunks:
             n = max(c.ref_end_idx - c.ref_start_idx, c.hyp_end_idx - c.hyp_start_idx)
@@ -111,10 +109,8 @@ class WordSpace:
 # %% ../nbs/12_error_analysis.ipynb #c958f07b
 def auc_less(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     "P(x < y) + P(x = y)/2 over all pairs, and the one-sided Mann-Whitney p-value (normal approximation)."
-    x, y = (
-        torch.as_tensor(x, dtype=torch.float64).flatten(),
-        torch.as_tensor(y, dtype=torch.float64).flatten(),
-    )
+    x = torch.as_tensor(x, dtype=torch.float64).flatten()
+    y = torch.as_tensor(y, dtype=torch.float64).flatten()
     if len(x) == 0 or len(y) == 0:
         return float("nan"), float("nan")
     less = (x[:, None] < y[None, :]).double().sum() + 0.5 * (x[:, None] == y[None, :]).double().sum()

@@ -125,8 +125,10 @@ def load_audio(src, # a path (str/Path) to an audio file, or an array of samples
         raise AudioError(f"{name}: the audio is empty (no samples); give a clip of at least {MIN_SECONDS} s")
     n_bad = int(np.size(x) - np.isfinite(x).sum())
     if n_bad:
-        raise AudioError(f"{name}: {n_bad} samples are NaN or infinite (first at sample "
-                               f"{int(np.flatnonzero(~np.isfinite(x))[0])}); fix or re-export the audio")
+        raise AudioError(
+            f"{name}: {n_bad} samples are NaN or infinite (first at sample "
+            f"{int(np.flatnonzero(~np.isfinite(x))[0])}); fix or re-export the audio"
+        )
     if len(x) < MIN_SECONDS * sr:
         raise AudioError(
             f"{name}: the audio lasts {len(x) / sr:.3f} s, shorter than {MIN_SECONDS} s; give a longer clip"
@@ -244,8 +246,9 @@ def _espeak():
     try:
         import espeakng_loader
     except ImportError:
-        raise TTSError("offline text-to-speech needs the espeakng-loader package: "
-                                       "pip install espeakng-loader==0.2.4") from None
+        raise TTSError(
+            "offline text-to-speech needs the espeakng-loader package: pip install espeakng-loader==0.2.4"
+        ) from None
     import _ctypes
     lib = ctypes.CDLL(str(_private_copy(espeakng_loader.get_library_path())))
     try:

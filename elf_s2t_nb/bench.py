@@ -151,12 +151,8 @@ def bench_train_steps(
     for p in presets:
         cfg = get_preset(p) if isinstance(p, str) else p
         seed_everything(0)
-        A, D, L, V = (
-            cfg.projector.n_slots,
-            cfg.model.text_encoder_dim,
-            cfg.latent.max_len,
-            train_vocab_size(cfg),
-        )
+        A, D, L = cfg.projector.n_slots, cfg.model.text_encoder_dim, cfg.latent.max_len
+        V = train_vocab_size(cfg)
         model, B = build_model(cfg, D, V, d_whisper).to(dev).train(), batch_size
         batch = dict(
             features=torch.randn(B, A * cfg.projector.stack, d_whisper, device=dev),

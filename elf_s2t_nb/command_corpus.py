@@ -375,11 +375,9 @@ def _hour(h: int) -> tuple[str, str, str]:
 
 
 def _alarm(r) -> tuple[str, str, str]:
-    t, when, form = (
-        clock_time(r.randint(1, 12), r.randrange(60)),
-        r.choice(WHEN + [_on_day(r)]),
-        r.randrange(3),
-    )
+    t = clock_time(r.randint(1, 12), r.randrange(60))
+    when = r.choice(WHEN + [_on_day(r)])
+    form = r.randrange(3)
     if form == 0:
         return (
             _j("set an alarm for", t[0], when[0]),
@@ -428,11 +426,9 @@ def _timer(r) -> tuple[str, str, str]:
 def _date(r) -> tuple[str, str, str]:
     en_m, de_m, fr_m, days = r.choice(MONTHS)
     d, form, h = r.randint(1, days), r.randrange(6), _hour(r.randint(1, 12))
-    en, de_dat, fr = (
-        f"the {en_ordinal(d)} of {en_m}",
-        f"{de_ordinal(d)} {de_m}",
-        f"{'premier' if d == 1 else fr_number(d)} {fr_m}",
-    )
+    en = f"the {en_ordinal(d)} of {en_m}"
+    de_dat = f"{de_ordinal(d)} {de_m}"
+    fr = f"{'premier' if d == 1 else fr_number(d)} {fr_m}"
     if form == 0 and r.random() < 0.5:
         return (
             f"schedule a meeting on {en} at {h[0]}",

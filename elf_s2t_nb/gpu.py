@@ -179,10 +179,8 @@ def elf_forward_flops(
     """Matmul FLOPs (2 per multiply-add) of one ELF forward over `n_rows` sequences with logits for
     `n_logit_rows`, by part."""
     H, D, V, S, b = c.hidden_size, c.text_encoder_dim, c.vocab_size, c.max_length, c.bottleneck_dim
-    N, F = (
-        S + c.num_time_tokens + c.num_self_cond_cfg_tokens + c.num_model_mode_tokens,
-        swiglu_hidden(H, c.mlp_ratio),
-    )
+    N = S + c.num_time_tokens + c.num_self_cond_cfg_tokens + c.num_model_mode_tokens
+    F = swiglu_hidden(H, c.mlp_ratio)
     sc = 2 * D * D if c.self_cond and self_cond_input else 0             # self_cond_proj [z, x_prev] -> D
     # the layer reading the input; timestep MLPs
     first, n_emb = sc or D * b, 1 + (c.num_self_cond_cfg_tokens > 0)

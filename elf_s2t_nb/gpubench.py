@@ -100,10 +100,8 @@ def bench_train(
 ) -> dict:
     """Time full ELF-S2T training steps on random inputs of the config's shapes; FLOPs from the rows each step
     drew."""
-    (D, A, k), d_w = (
-        (cfg.model.text_encoder_dim, cfg.projector.n_slots, cfg.projector.stack),
-        whisper_width(cfg.whisper.name),
-    )
+    D, A, k = cfg.model.text_encoder_dim, cfg.projector.n_slots, cfg.projector.stack
+    d_w = whisper_width(cfg.whisper.name)
     elf, proj = _models(cfg, dev)
     g, L = torch.Generator().manual_seed(0), cfg.model.max_length - A
     b = {

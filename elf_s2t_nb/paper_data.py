@@ -223,8 +223,10 @@ class HFSpeech:
                     audio = decode_audio(ex[self.audio_col], where)
                 except AudioError as e:
                     if self.strict:
-                        raise DataError(f"{e}; a test set is scored whole: repair or download the split "
-                                                    "again, or pass strict=False to skip such rows") from None
+                        raise DataError(
+                            f"{e}; a test set is scored whole: repair or download the split "
+                            "again, or pass strict=False to skip such rows"
+                        ) from None
                     self.skips["audio failed to decode"] += 1
                     continue
                 if len(audio) > self.max_samples:

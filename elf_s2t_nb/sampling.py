@@ -117,8 +117,10 @@ def _check(model, cond, n_text: int, cfg: SampleConfig):
     n = (0 if cond is None else cond.shape[1]) + n_text
     S = getattr(getattr(model, "cfg", None), "max_length", n)
     if n != S:
-        raise SampleError(f"{0 if cond is None else cond.shape[1]} audio slots + {n_text} text slots = {n}, "
-                                 f"but the model was built for max_length={S}; set n_text={S - n + n_text}")
+        raise SampleError(
+            f"{0 if cond is None else cond.shape[1]} audio slots + {n_text} text slots = {n}, "
+            f"but the model was built for max_length={S}; set n_text={S - n + n_text}"
+        )
 
 # %% ../nbs/09_cfg_sampling.ipynb #dc30e8c5
 @torch.no_grad()
@@ -142,11 +144,10 @@ def sample(
     _check(model, cond, n_text, cfg)
     dev = next((p.device for p in model.parameters()), torch.device("cpu"))
     gen = gen if gen is not None else torch.Generator().manual_seed(cfg.seed)
-    B, A, D = (
-        (batch_size, 0, latent_dim)
-        if cond is None
-        else (cond.shape[0], cond.shape[1], latent_dim or cond.shape[2])
-    )
+    if cond is None:
+        B, A, D = batch_size, 0, latent_dim
+    else:
+        B, A, D = cond.shape[0], cond.shape[1], latent_dim or cond.shape[2]
     cond = None if cond is None else cond.to(dev, torch.float32)
     grid = time_grid(cfg.steps, cfg.time_grid, p_mean, p_std, gen)
     z = restore_cond(noise_scale * _randn(B, A + n_text, D, gen=gen, device=dev), cond)      # (B, S, D)
