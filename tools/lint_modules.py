@@ -42,7 +42,8 @@ def main(args: list[str]) -> int:
             print(f"lint_modules: no such module: {p}", file=sys.stderr)
             return 2
         paths.append(p.resolve())
-    cmd = ["ruff", "check", "--output-format", "json", "--config", str(ROOT / "ruff.toml"), *map(str, paths)]
+    cmd = [sys.executable, "-m", "ruff", "check", "--output-format", "json"]
+    cmd += ["--config", str(ROOT / "ruff.toml")] + [str(p) for p in paths]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if r.returncode not in (0, 1):
         print(r.stdout, r.stderr, sep="\n", file=sys.stderr)
