@@ -251,105 +251,57 @@ def bench_markdown(res: dict) -> str:
     feat = [
         ["true length", f"{f['true_length_s']:.3f}", "1.00"],
         ["30 s window", f"{f['full_window_s']:.3f}", f"{f['full_over_true']:.2f}× the true-length time"],
-        [
-            "feature cache (read)",
-            f"{f['cached_s']:.4f}",
-            f"{f['true_over_cached']:.1f}× faster than true length",
-        ],
+        ["feature cache (read)", f"{f['cached_s']:.4f}",
+         f"{f['true_over_cached']:.1f}× faster than true length"],
     ]
-    dec = [
-        [
-            "ELF-S2T",
-            r["steps"],
-            f"w={r['cfg_scale']:g}" if r["cfg"] else "off",
-            f"{r['utts_per_s']:.2f}",
-            f"{r['x_whisper']:.2f}",
-            f"{r['e2e_utts_per_s']:.2f}",
-            f"{r['e2e_x_whisper']:.2f}",
-            f"{r['wer']:.3f}",
-        ]
-        for r in res["decoding"]
+    dec = []
+    for r in res["decoding"]:
+        dec.append(["ELF-S2T", r["steps"], f"w={r['cfg_scale']:g}" if r["cfg"] else "off",
+                    f"{r['utts_per_s']:.2f}", f"{r['x_whisper']:.2f}", f"{r['e2e_utts_per_s']:.2f}",
+                    f"{r['e2e_x_whisper']:.2f}", f"{r['wer']:.3f}"])
+    if "skipped" in w:
+        dec.append(["Whisper greedy", "–", "–", f"skipped: {w['skipped']}", "", "", "", ""])
+    else:
+        dec.append(["Whisper greedy", "–", "–", f"{w['utts_per_s']:.2f}", "1.00", f"{w['utts_per_s']:.2f}",
+                    "1.00", f"{w['wer']:.3f}"])
+    th = []
+    for r in res.get("threads", []):
+        th.append([r["threads"], f"{r['utts_per_s']:.2f}", f"{r['relative']:.2f}"])
+    tr = []
+    for r in res["train"]:
+        tr.append([r["preset"], r["optimizer"], r["batch_size"], f"{r['vocab']:,}", f"{r['params']:,}",
+                   f"{r['step_s']:.3f}", f"{r['relative']:.2f}"])
+    quick = " (quick)" if res["quick"] else ""
+    lines = [
+        f"# Benchmark: {res['config']}, {res['n_clips']} clips ({f['audio_s']:.1f} s of audio){quick}",
+        "",
+        f"Measured in one run on: {m['platform']}, Python {m['python']}, torch {m['torch']}, "
+        f"{m['threads']} threads, GPU: {m['cuda'] or 'none'}. "
+        "Times are the best of a few repeats after a warm-up.",
+        "",
+        f"## Whisper features ({f['encoder']})",
+        "",
+        _table(["encoder run", "seconds (all clips)", "ratio"], feat),
+        "",
+        "Mean frame-wise cosine similarity of true-length vs 30 s-window features: "
+        f"{f['cosine_true_vs_full']:.3f}.",
+        "",
+        "## Decoding: ELF-S2T vs openai-whisper's greedy decoder (same clips, same encoder)",
+        "",
+        _table(["system", "steps", "audio CFG", "utt/s (cached features)", "× Whisper", "utt/s (end to end)",
+                "× Whisper", "WER"], dec),
+        "",
+        "End to end adds the Whisper encoder (no cache) to ELF-S2T's decoding time; "
+        "Whisper's own time always includes its encoder.",
+        "",
+        "## CPU threads (ELF-S2T decoding, 8 steps)",
+        "",
+        _table(["threads", "utt/s", "relative to the first"], th),
+        "",
+        "## Training step",
+        "",
+        _table(["preset", "optimizer", "batch", "decode vocabulary", "parameters", "seconds / step",
+                "relative"], tr),
+        "",
     ]
-    dec.append(
-        [
-            "Whisper greedy",
-            "–",
-            "–",
-            f"{w['utts_per_s']:.2f}",
-            "1.00",
-            f"{w['utts_per_s']:.2f}",
-            "1.00",
-            f"{w['wer']:.3f}",
-        ]
-        if "skipped" not in w
-        else ["Whisper greedy", "–", "–", f"skipped: {w['skipped']}", "", "", "", ""]
-    )
-    th = [[r["threads"], f"{r['utts_per_s']:.2f}", f"{r['relative']:.2f}"] for r in res.get("threads", [])]
-    tr = [
-        [
-            r["preset"],
-            r["optimizer"],
-            r["batch_size"],
-            f"{r['vocab']:,}",
-            f"{r['params']:,}",
-            f"{r['step_s']:.3f}",
-            f"{r['relative']:.2f}",
-        ]
-        for r in res["train"]
-    ]
-    return "\n".join(
-        [
-            f"# Benchmark: {res['config']}, {res['n_clips']} clips ({f['audio_s']:.1f} s of "
-            f"audio){' (quick)' if res['quick'] else ''}",
-            "",
-            f"Measured in one run on: {m['platform']}, Python {m['python']}, torch {m['torch']}, "
-            f"{m['threads']} threads, "
-            f"GPU: {m['cuda'] or 'none'}. Times are the best of a few repeats after a warm-up.",
-            "",
-            f"## Whisper features ({f['encoder']})",
-            "",
-            _table(["encoder run", "seconds (all clips)", "ratio"], feat),
-            "",
-            "Mean frame-wise cosine similarity of true-length vs 30 s-window features: "
-            f"{f['cosine_true_vs_full']:.3f}.",
-            "",
-            "## Decoding: ELF-S2T vs openai-whisper's greedy decoder (same clips, same encoder)",
-            "",
-            _table(
-                [
-                    "system",
-                    "steps",
-                    "audio CFG",
-                    "utt/s (cached features)",
-                    "× Whisper",
-                    "utt/s (end to end)",
-                    "× Whisper",
-                    "WER",
-                ],
-                dec,
-            ),
-            "",
-            "End to end adds the Whisper encoder (no cache) to ELF-S2T's decoding time; Whisper's own time "
-            "always includes its encoder.",
-            "",
-            "## CPU threads (ELF-S2T decoding, 8 steps)",
-            "",
-            _table(["threads", "utt/s", "relative to the first"], th),
-            "",
-            "## Training step",
-            "",
-            _table(
-                [
-                    "preset",
-                    "optimizer",
-                    "batch",
-                    "decode vocabulary",
-                    "parameters",
-                    "seconds / step",
-                    "relative",
-                ],
-                tr,
-            ),
-            "",
-        ]
-    )
+    return "\n".join(lines)
