@@ -507,8 +507,11 @@ def recipe_plan(task: str = "asr", full: bool = False, gpu: str = "T4", n_gpus: 
 def plan_table(task: str = "asr") -> "pd.DataFrame":
     "Time, disk and cost of the smoke path and the full recipe on each GPU type (one card)."
     import pandas as pd
-    rows = [{k: v for k, v in recipe_plan(task, full, gpu).items() if k not in ("cfg", "n_tests", "task")}
-            for full in (False, True) for gpu in GPU_TYPES]
+    rows = []
+    for full in (False, True):
+        for gpu in GPU_TYPES:
+            plan = recipe_plan(task, full, gpu)
+            rows.append({k: v for k, v in plan.items() if k not in ("cfg", "n_tests", "task")})
     return pd.DataFrame(rows).set_index(["path", "gpu"]).round(2)
 
 # %% ../nbs/13_gpu_reproduction.ipynb #67b686d0
