@@ -11,7 +11,6 @@ import jiwer
 import numpy as np
 import torch
 
-from .core import UserError
 from .evaluate import EvalError, normalise, score, transcribe_batches, unwrap
 
 # %% auto #0
@@ -24,11 +23,14 @@ OPS = ("correct", "substitution", "deletion", "insertion")
 
 def align_words(hyps: list[str], refs: list[str], normalised: bool = True) -> list[dict]:
     "One record per aligned word: `utt` index, `op` (one of `OPS`), `ref` and `hyp` words ('' where absent)."
-    if len(hyps) != len(refs): raise EvalError(f"{len(hyps)} hypotheses but {len(refs)} references")
-    if normalised: hyps, refs = normalise(hyps), normalise(refs)
+    if len(hyps) != len(refs):
+        raise EvalError(f"{len(hyps)} hypotheses but {len(refs)} references")
+    if normalised:
+        hyps, refs = normalise(hyps), normalise(refs)
     keep = [i for i, r in enumerate(refs) if r.strip()]           # jiwer cannot align an empty reference
     o = jiwer.process_words([refs[i] for i in keep], [hyps[i] for i in keep])
-    recs, kind = [], {"equal": "correct", "substitute": "substitution", "delete": "deletion", "insert": "insertion"}
+    recs = []
+    kind = {"equal": "correct", "substitute": "substitution", "delete": "deletion", "insert": "insertion"}
     for u, chunks, rw, hw in zip(keep, o.alignments, o.references, o.hypotheses):
         for c in chunks:
             n = max(c.ref_end_idx - c.ref_start_idx, c.hyp_end_idx - c.hyp_start_idx)
@@ -48,15 +50,18 @@ def error_summary(ops: list[dict], top: int = 10) -> dict:
 
 # %% ../nbs/12_error_analysis.ipynb #d1df59a8
 def word_latents(words: list[str], text_encoder, batch_size: int = 256) -> torch.Tensor:
-    "(N, D): each word encoded alone; the mean latent of its own tokens (special tokens and EOS padding left out)."
-    text_encoder = getattr(text_encoder, "text_encoder", text_encoder)          # a run's vocabulary wraps its encoder
+    """(N, D): each word encoded alone; the mean latent of its own tokens (special tokens and EOS padding left
+    out)."""
+    # a run's vocabulary wraps its encoder
+    text_encoder = getattr(text_encoder, "text_encoder", text_encoder)
     special = torch.tensor(sorted(set(text_encoder.tokenizer.all_special_ids) | {text_encoder.eos_id}))
     out = []
     for i in range(0, len(words), batch_size):
         ids, lat = text_encoder.encode(list(words[i:i + batch_size]))   # (B, L), (B, L, D)
         keep = ~torch.isin(ids.cpu(), special)                          # (B, L) the word's own tokens
         empty = [w for w, k in zip(words[i:i + batch_size], keep) if not k.any()]
-        if empty: raise EvalError(f"word(s) {empty[:5]} have no ordinary token in the text encoder's vocabulary")
+        if empty:
+            raise EvalError(f"word(s) {empty[:5]} have no ordinary token in the text encoder's vocabulary")
         lat = lat.float().cpu()
         out.append((lat * keep[..., None]).sum(1) / keep.sum(1, keepdim=True))   # (B, D)
     return torch.cat(out) if out else torch.zeros(0, text_encoder.dim)
@@ -66,7 +71,8 @@ class WordSpace:
     "Latents of a vocabulary of words (each encoded alone), with distances and neighbour ranks between words."
     def __init__(self, text_encoder, vocab: list[str]):
         self.vocab = sorted({w for w in vocab if w})
-        if len(self.vocab) < 3: raise EvalError(f"a word space needs at least 3 distinct words, got {self.vocab}")
+        if len(self.vocab) < 3:
+            raise EvalError(f"a word space needs at least 3 distinct words, got {self.vocab}")
         self.index = {w: i for i, w in enumerate(self.vocab)}
         self.latents = word_latents(self.vocab, text_encoder)                 # (V, D)
         self.unit = torch.nn.functional.normalize(self.latents, dim=-1)       # (V, D)
@@ -76,9 +82,12 @@ class WordSpace:
         "The vocabulary of every word in `texts`, after Whisper's normaliser."
         return cls(text_encoder, [w for t in normalise(texts) for w in t.split()])
 
-    def _ix(self, words): 
+    def _ix(self, words):
         missing = [w for w in words if w not in self.index]
-        if missing: raise EvalError(f"word(s) {missing[:5]} are not in this word space; build it from texts that contain them")
+        if missing:
+            raise EvalError(
+                f"word(s) {missing[:5]} are not in this word space; build it from texts that contain them"
+            )
         return torch.tensor([self.index[w] for w in words], dtype=torch.long)
 
     def distances(self, a: list[str], b: list[str]) -> dict:
@@ -93,14 +102,17 @@ class WordSpace:
         sims = self.unit[ia] @ self.unit.T                                    # (N, V)
         s_ab = sims.gather(1, ib[:, None])                                    # (N, 1)
         others = torch.ones_like(sims, dtype=torch.bool)
-        others[torch.arange(len(ia)), ia] = False; others[torch.arange(len(ia)), ib] = False
+        others[torch.arange(len(ia)), ia] = False
+        others[torch.arange(len(ia)), ib] = False
         return 1 + ((sims > s_ab) & others).sum(1)
 
 # %% ../nbs/12_error_analysis.ipynb #c958f07b
 def auc_less(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     "P(x < y) + P(x = y)/2 over all pairs, and the one-sided Mann-Whitney p-value (normal approximation)."
-    x, y = torch.as_tensor(x, dtype=torch.float64).flatten(), torch.as_tensor(y, dtype=torch.float64).flatten()
-    if len(x) == 0 or len(y) == 0: return float("nan"), float("nan")
+    x = torch.as_tensor(x, dtype=torch.float64).flatten()
+    y = torch.as_tensor(y, dtype=torch.float64).flatten()
+    if len(x) == 0 or len(y) == 0:
+        return float("nan"), float("nan")
     less = (x[:, None] < y[None, :]).double().sum() + 0.5 * (x[:, None] == y[None, :]).double().sum()
     n1, n2 = len(x), len(y)
     auc = (less / (n1 * n2)).item()
@@ -110,10 +122,12 @@ def auc_less(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
 
 # %% ../nbs/12_error_analysis.ipynb #6983466b
 def confusion_analysis(ops: list[dict], space: WordSpace, n_random: int = 20, seed: int = 0) -> dict:
-    "Latent distances and neighbour ranks of substituted word pairs against random pairs with the same reference words."
+    """Latent distances and neighbour ranks of substituted word pairs against random pairs with the same
+    reference words."""
     subs = [(o["ref"], o["hyp"]) for o in ops if o["op"] == "substitution"]
     out = dict(n_pairs=len(subs), vocab_size=len(space.vocab), pairs=subs)
-    if not subs: return out
+    if not subs:
+        return out
     a, b = [s[0] for s in subs], [s[1] for s in subs]
     g = torch.Generator().manual_seed(seed)
     ra = [w for w in a for _ in range(n_random)]
@@ -125,16 +139,26 @@ def confusion_analysis(ops: list[dict], space: WordSpace, n_random: int = 20, se
     for k in ("cos", "l2", "rank"):
         out[f"median_{k}"], out[f"median_rand_{k}"] = out[k].median().item(), out[f"rand_{k}"].median().item()
         out[f"auc_{k}"], out[f"p_{k}"] = auc_less(out[k], out[f"rand_{k}"])
-    ref_words = {}                                                                    # utterance -> its reference words
-    for o in ops: ref_words.setdefault(o["utt"], set()).add(o["ref"])
-    out["frac_hyp_in_ref"] = float(np.mean([o["hyp"] in ref_words[o["utt"]] for o in ops if o["op"] == "substitution"]))
-    top = max(1, round(0.05 * (len(space.vocab) - 1)))                               # nearest 5 % of the vocabulary
-    out.update(top5pct=top, frac_top5pct=(rk <= top).double().mean().item(), frac_top5pct_rand=(rkr <= top).double().mean().item())
+    # utterance -> its reference words
+    ref_words = {}
+    for o in ops:
+        ref_words.setdefault(o["utt"], set()).add(o["ref"])
+    out["frac_hyp_in_ref"] = float(
+        np.mean([o["hyp"] in ref_words[o["utt"]] for o in ops if o["op"] == "substitution"])
+    )
+    # nearest 5 % of the vocabulary
+    top = max(1, round(0.05 * (len(space.vocab) - 1)))
+    out.update(
+        top5pct=top,
+        frac_top5pct=(rk <= top).double().mean().item(),
+        frac_top5pct_rand=(rkr <= top).double().mean().item(),
+    )
     return out
 
 # %% ../nbs/12_error_analysis.ipynb #fa188d8e
 def align_tokens(hyp: list[int], ref: list[int]) -> list[tuple[str, int | None]]:
-    "Edit-distance alignment; for each hypothesis token: ('correct'|'substitution'|'insertion', aligned ref token)."
+    """Edit-distance alignment; for each hypothesis token: ('correct'|'substitution'|'insertion', aligned ref
+    token)."""
     n, m = len(hyp), len(ref)
     D = np.zeros((n + 1, m + 1), dtype=np.int64)
     D[:, 0], D[0, :] = np.arange(n + 1), np.arange(m + 1)
@@ -144,19 +168,25 @@ def align_tokens(hyp: list[int], ref: list[int]) -> list[tuple[str, int | None]]
     out, i, j = [None] * n, n, m
     while i > 0:
         if j > 0 and D[i, j] == D[i - 1, j - 1] + (hyp[i - 1] != ref[j - 1]):
-            out[i - 1] = ("correct" if hyp[i - 1] == ref[j - 1] else "substitution", ref[j - 1]); i, j = i - 1, j - 1
-        elif D[i, j] == D[i - 1, j] + 1: out[i - 1] = ("insertion", None); i -= 1
-        else: j -= 1                                                  # a deleted reference token
+            out[i - 1] = ("correct" if hyp[i - 1] == ref[j - 1] else "substitution", ref[j - 1])
+            i, j = i - 1, j - 1
+        elif D[i, j] == D[i - 1, j] + 1:
+            out[i - 1] = ("insertion", None)
+            i -= 1
+        else:
+            j -= 1                                                  # a deleted reference token
     return out
 
 # %% ../nbs/12_error_analysis.ipynb #3048667b
 @torch.no_grad()
 def decode_logits(elf, cond: torch.Tensor, x_final: torch.Tensor, sc_cfg_scale: float = 1.0) -> torch.Tensor:
-    "(B, L, V) text-slot logits of one decode-mode pass on [cond | x_final] at t = 1 (the sampler's final pass)."
+    """(B, L, V) text-slot logits of one decode-mode pass on [cond | x_final] at t = 1 (the sampler's final
+    pass)."""
     dev = next(elf.parameters()).device
     cond, x_final = cond.to(dev), x_final.to(dev)
     z = torch.cat([cond, x_final], 1)                                        # (B, A+L, D)
-    x = torch.cat([z, torch.cat([cond, torch.zeros_like(x_final)], 1)], -1)  # (B, S, 2D), as sampling.decode_ids
+    # (B, S, 2D), as sampling.decode_ids
+    x = torch.cat([z, torch.cat([cond, torch.zeros_like(x_final)], 1)], -1)
     B = z.shape[0]
     _, logits = elf(x, torch.ones(B, device=z.device), sc_cfg_scale=sc_cfg_scale, decoder_mode=1.0)
     return logits[:, -x_final.shape[1]:]                                     # (B, L, V): the text slots
@@ -168,20 +198,24 @@ def top2_margin(logits: torch.Tensor) -> torch.Tensor:
 
 # %% ../nbs/12_error_analysis.ipynb #bcd75acb
 def special_ids(vocab) -> set[int]:
-    "Ids of special tokens (and EOS) in the decode head's vocabulary: a `TextEncoder`'s, or a run's (`pipeline.CorpusVocab`)."
+    """Ids of special tokens (and EOS) in the decode head's vocabulary: a `TextEncoder`'s, or a run's
+    (`pipeline.CorpusVocab`)."""
     inner = getattr(vocab, "text_encoder", vocab)
     special = set(inner.tokenizer.all_special_ids)
-    if hasattr(vocab, "tokens"): special = {i for i, t in enumerate(vocab.tokens) if t in special}   # compact ids
+    if hasattr(vocab, "tokens"):
+        special = {i for i, t in enumerate(vocab.tokens) if t in special}   # compact ids
     return special | {vocab.eos_id}
 
 @torch.no_grad()
 def token_margins(elf, kept: list[dict], text_encoder, sc_cfg_scale: float = 1.0) -> dict:
-    "Decoder margin and right/wrong label of every hypothesis token; logit rank of the reference token for substitutions."
+    """Decoder margin and right/wrong label of every hypothesis token; logit rank of the reference token for
+    substitutions."""
     special = special_ids(text_encoder)
     margins, status, ref_rank, agree = [], [], [], []
     for k in kept:
         logits = k.get("logits")
-        if logits is None: logits = decode_logits(elf, k["cond"], k["x_final"], sc_cfg_scale)   # (B, L, V)
+        if logits is None:
+            logits = decode_logits(elf, k["cond"], k["x_final"], sc_cfg_scale)   # (B, L, V)
         logits, ids = logits.float().cpu(), k["ids"].cpu()
         agree.append((logits.argmax(-1) == ids).float().mean().item())
         m = top2_margin(logits)                                                             # (B, L)
@@ -191,10 +225,16 @@ def token_margins(elf, kept: list[dict], text_encoder, sc_cfg_scale: float = 1.0
             pos = [j for j in range(stop) if row[j] not in special]
             ref = [r for r in _before_eos(k["ref_ids"][b].tolist(), text_encoder.eos_id) if r not in special]
             for (st, r), j in zip(align_tokens([row[j] for j in pos], ref), pos):
-                margins.append(m[b, j].item()); status.append(st)
-                if st == "substitution": ref_rank.append(1 + int((logits[b, j] > logits[b, j, r]).sum()))
-    return dict(margin=torch.tensor(margins), status=status, ref_rank=torch.tensor(ref_rank, dtype=torch.float64),
-                argmax_agreement=float(np.mean(agree)) if agree else float("nan"))
+                margins.append(m[b, j].item())
+                status.append(st)
+                if st == "substitution":
+                    ref_rank.append(1 + int((logits[b, j] > logits[b, j, r]).sum()))
+    return dict(
+        margin=torch.tensor(margins),
+        status=status,
+        ref_rank=torch.tensor(ref_rank, dtype=torch.float64),
+        argmax_agreement=float(np.mean(agree)) if agree else float("nan"),
+    )
 
 def _before_eos(row: list[int], eos_id: int) -> list[int]:
     return row[:row.index(eos_id)] if eos_id in row else row
@@ -203,73 +243,153 @@ def margin_summary(tm: dict) -> dict:
     "Mean and median margin of right and wrong tokens, AUC P(wrong < right), share of runner-up references."
     m, ok = tm["margin"], torch.tensor([s == "correct" for s in tm["status"]], dtype=torch.bool)
     right, wrong = m[ok], m[~ok]
-    stat = lambda x, f: f(x).item() if len(x) else float("nan")
+
+    def stat(x, f):
+        return f(x).item() if len(x) else float("nan")
+
     auc, p = auc_less(wrong, right)
     rr = tm["ref_rank"]
-    return dict(n_right=len(right), n_wrong=len(wrong), mean_right=stat(right, torch.mean), mean_wrong=stat(wrong, torch.mean),
-                median_right=stat(right, torch.median), median_wrong=stat(wrong, torch.median), auc_wrong_lower=auc, p=p,
-                n_substituted=len(rr), frac_ref_runner_up=stat((rr == 2).double(), torch.mean),
-                median_ref_rank=stat(rr, torch.median), argmax_agreement=tm["argmax_agreement"])
+    return dict(
+        n_right=len(right),
+        n_wrong=len(wrong),
+        mean_right=stat(right, torch.mean),
+        mean_wrong=stat(wrong, torch.mean),
+        median_right=stat(right, torch.median),
+        median_wrong=stat(wrong, torch.median),
+        auc_wrong_lower=auc,
+        p=p,
+        n_substituted=len(rr),
+        frac_ref_runner_up=stat((rr == 2).double(), torch.mean),
+        median_ref_rank=stat(rr, torch.median),
+        argmax_agreement=tm["argmax_agreement"],
+    )
 
 # %% ../nbs/12_error_analysis.ipynb #3ff52467
 def error_analysis(model, batches, sample_cfg, text_encoder, n_random: int = 20, seed: int = 0) -> dict:
-    "Decode once, then: scores, error counts, latent distances/ranks of substitutions vs random pairs, decoder margins."
+    """Decode once, then: scores, error counts, latent distances/ranks of substitutions vs random pairs,
+    decoder margins."""
     run = transcribe_batches(model, batches, sample_cfg, text_encoder, keep=True)
     ops = align_words(run["hyps"], run["refs"])
     space = WordSpace.from_texts(text_encoder, run["refs"] + run["hyps"])
     tm = token_margins(unwrap(model)[0], run["kept"], text_encoder, sample_cfg.sc_cfg_scale)
-    return dict(scores=score(run["hyps"], run["refs"]), errors=error_summary(ops), ops=ops, space=space,
-                confusion=confusion_analysis(ops, space, n_random, seed), margins=tm, margin_summary=margin_summary(tm),
-                hyps=run["hyps"], refs=run["refs"])
+    return dict(
+        scores=score(run["hyps"], run["refs"]),
+        errors=error_summary(ops),
+        ops=ops,
+        space=space,
+        confusion=confusion_analysis(ops, space, n_random, seed),
+        margins=tm,
+        margin_summary=margin_summary(tm),
+        hyps=run["hyps"],
+        refs=run["refs"],
+    )
 
 def side_by_side(results: dict[str, dict]) -> str:
-    "A markdown table of the key numbers of several `error_analysis` results (e.g. {'ASR': ..., 'S2TT': ...})."
-    rows = [("utterances", lambda r: r["scores"]["n_utts"], "{}"), ("WER (normalised)", lambda r: r["scores"]["wer"], "{:.3f}"),
-            ("BLEU (lowercased)", lambda r: r["scores"]["bleu_lc"], "{:.1f}"),
-            ("substitutions / deletions / insertions", lambda r: "{substitution} / {deletion} / {insertion}".format(**r["errors"]["counts"]), "{}"),
-            ("median cosine distance, substituted pairs", lambda r: r["confusion"].get("median_cos", float("nan")), "{:.3f}"),
-            ("median cosine distance, random pairs", lambda r: r["confusion"].get("median_rand_cos", float("nan")), "{:.3f}"),
-            ("AUC P(substituted pair closer than random)", lambda r: r["confusion"].get("auc_cos", float("nan")), "{:.2f}"),
-            ("one-sided p-value", lambda r: r["confusion"].get("p_cos", float("nan")), "{:.2g}"),
-            ("substitutions by a word of the same reference", lambda r: r["confusion"].get("frac_hyp_in_ref", float("nan")), "{:.2f}"),
-            ("median neighbour rank (vocabulary size)", lambda r: f"{r['confusion'].get('median_rank', float('nan')):.0f} ({r['confusion']['vocab_size']})", "{}"),
-            ("mean decoder margin, right / wrong tokens", lambda r: f"{r['margin_summary']['mean_right']:.2f} / {r['margin_summary']['mean_wrong']:.2f}", "{}"),
-            ("AUC P(wrong token's margin below a right one's)", lambda r: r["margin_summary"]["auc_wrong_lower"], "{:.2f}"),
-            ("reference token was the runner-up", lambda r: r["margin_summary"]["frac_ref_runner_up"], "{:.2f}")]
-    head = "| measure | " + " | ".join(results) + " |\n|---|" + "---|" * len(results)
-    return head + "\n" + "\n".join(f"| {name} | " + " | ".join(fmt.format(get(r)) for r in results.values()) + " |" for name, get, fmt in rows)
+    """A markdown table of the key numbers of several `error_analysis` results (e.g. {'ASR': ..., 'S2TT':
+    ...})."""
+    rows = [
+        ("utterances", lambda r: r["scores"]["n_utts"], "{}"),
+        ("WER (normalised)", lambda r: r["scores"]["wer"], "{:.3f}"),
+        ("BLEU (lowercased)", lambda r: r["scores"]["bleu_lc"], "{:.1f}"),
+        (
+            "substitutions / deletions / insertions",
+            lambda r: "{substitution} / {deletion} / {insertion}".format(**r["errors"]["counts"]),
+            "{}",
+        ),
+        (
+            "median cosine distance, substituted pairs",
+            lambda r: r["confusion"].get("median_cos", float("nan")),
+            "{:.3f}",
+        ),
+        (
+            "median cosine distance, random pairs",
+            lambda r: r["confusion"].get("median_rand_cos", float("nan")),
+            "{:.3f}",
+        ),
+        (
+            "AUC P(substituted pair closer than random)",
+            lambda r: r["confusion"].get("auc_cos", float("nan")),
+            "{:.2f}",
+        ),
+        ("one-sided p-value", lambda r: r["confusion"].get("p_cos", float("nan")), "{:.2g}"),
+        (
+            "substitutions by a word of the same reference",
+            lambda r: r["confusion"].get("frac_hyp_in_ref", float("nan")),
+            "{:.2f}",
+        ),
+        (
+            "median neighbour rank (vocabulary size)",
+            lambda r: (
+                f"{r['confusion'].get('median_rank', float('nan')):.0f} ({r['confusion']['vocab_size']})"
+            ),
+            "{}",
+        ),
+        (
+            "mean decoder margin, right / wrong tokens",
+            lambda r: f"{r['margin_summary']['mean_right']:.2f} / {r['margin_summary']['mean_wrong']:.2f}",
+            "{}",
+        ),
+        (
+            "AUC P(wrong token's margin below a right one's)",
+            lambda r: r["margin_summary"]["auc_wrong_lower"],
+            "{:.2f}",
+        ),
+        ("reference token was the runner-up", lambda r: r["margin_summary"]["frac_ref_runner_up"], "{:.2f}"),
+    ]
+    lines = ["| measure | " + " | ".join(results) + " |\n|---|" + "---|" * len(results)]
+    for name, get, fmt in rows:
+        lines.append(f"| {name} | " + " | ".join(fmt.format(get(r)) for r in results.values()) + " |")
+    return "\n".join(lines)
 
 # %% ../nbs/12_error_analysis.ipynb #a60137d7
 def plot_distance_cdf(conf: dict, key: str = "cos", ax=None, label: str = ""):
     "Empirical CDFs of the latent distance (`cos` or `l2`) for substituted pairs and for random pairs."
     import matplotlib.pyplot as plt
-    if ax is None: _, ax = plt.subplots(figsize=(4.5, 3), dpi=90)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 3), dpi=90)
     for k, name, style in ((key, "substituted pairs", "-"), (f"rand_{key}", "random pairs", "--")):
         if k in conf and len(conf[k]):
-            x = np.sort(conf[k].numpy()); ax.plot(x, np.arange(1, len(x) + 1) / len(x), style, label=f"{label}{name} (n={len(x)})")
-    ax.set_xlabel("cosine distance" if key == "cos" else "L2 distance"); ax.set_ylabel("fraction of pairs ≤ x"); ax.legend(fontsize=7)
+            x = np.sort(conf[k].numpy())
+            ax.plot(x, np.arange(1, len(x) + 1) / len(x), style, label=f"{label}{name} (n={len(x)})")
+    ax.set_xlabel("cosine distance" if key == "cos" else "L2 distance")
+    ax.set_ylabel("fraction of pairs ≤ x")
+    ax.legend(fontsize=7)
     return ax.figure
 
 def plot_pca(space: WordSpace, pairs: list[tuple[str, str]], ax=None, max_pairs: int = 15):
-    "All vocabulary words in the first two principal components of their latents; confused pairs as arrows ref -> hyp."
+    """All vocabulary words in the first two principal components of their latents; confused pairs as arrows
+    ref -> hyp."""
     import matplotlib.pyplot as plt
-    if ax is None: _, ax = plt.subplots(figsize=(5, 4), dpi=90)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 4), dpi=90)
     X = space.latents - space.latents.mean(0)
     xy = (X @ torch.linalg.svd(X, full_matrices=False).Vh[:2].T).numpy()       # (V, 2)
     ax.scatter(xy[:, 0], xy[:, 1], s=6, c="lightgray")
     for a, b in list(dict.fromkeys(pairs))[:max_pairs]:
         pa, pb = xy[space.index[a]], xy[space.index[b]]
         ax.annotate("", pb, pa, arrowprops=dict(arrowstyle="->", color="C3", lw=0.8))
-        ax.text(*pa, a, fontsize=7, color="C0"); ax.text(*pb, b, fontsize=7, color="C3")
-    ax.set_title("word latents (PCA): reference -> hypothesis", fontsize=9); ax.set_xticks([]); ax.set_yticks([])
+        ax.text(*pa, a, fontsize=7, color="C0")
+        ax.text(*pb, b, fontsize=7, color="C3")
+    ax.set_title("word latents (PCA): reference -> hypothesis", fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
     return ax.figure
 
 def plot_margins(tm: dict, ax=None, bins: int = 20):
     "Histogram of the decoder's top-2 probability margin for right and wrong tokens."
     import matplotlib.pyplot as plt
-    if ax is None: _, ax = plt.subplots(figsize=(4.5, 3), dpi=90)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 3), dpi=90)
     ok = np.array([s == "correct" for s in tm["status"]], dtype=bool)
     m = tm["margin"].numpy()
-    ax.hist([m[ok], m[~ok]], bins=bins, range=(0, 1), label=[f"right (n={ok.sum()})", f"wrong (n={(~ok).sum()})"], color=["C2", "C3"])
-    ax.set_xlabel("p(best) - p(second best)"); ax.set_ylabel("tokens"); ax.legend(fontsize=7)
+    ax.hist(
+        [m[ok], m[~ok]],
+        bins=bins,
+        range=(0, 1),
+        label=[f"right (n={ok.sum()})", f"wrong (n={(~ok).sum()})"],
+        color=["C2", "C3"],
+    )
+    ax.set_xlabel("p(best) - p(second best)")
+    ax.set_ylabel("tokens")
+    ax.legend(fontsize=7)
     return ax.figure

@@ -4,7 +4,8 @@
 
 # %% ../nbs/10c_ar_baseline.ipynb #607342cd
 from __future__ import annotations
-import math, time
+import math
+import time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 
@@ -47,7 +48,8 @@ class Attention(nn.Module):
     "Multi-head attention; keys/values of `x` itself, or given ones (a cache, or the audio memory)."
     def __init__(self, H: int, heads: int, dropout: float = 0.0):
         super().__init__()
-        if H % heads: raise ConfigError(f"hidden size {H} is not divisible by {heads} heads")
+        if H % heads:
+            raise ConfigError(f"hidden size {H} is not divisible by {heads} heads")
         self.heads, self.dropout = heads, dropout
         self.q, self.kv, self.out = nn.Linear(H, H), nn.Linear(H, 2 * H), nn.Linear(H, H)
 
@@ -97,11 +99,14 @@ class DecoderBlock(nn.Module):
 
     def forward(self, y, mem_kv, mem_mask, cache: dict | None = None):
         h = self.ln1(y)
-        if cache is None: y = y + self.drop(self.self_attn(h, causal=True))
+        if cache is None:
+            y = y + self.drop(self.self_attn(h, causal=True))
         else:                                                          # incremental: append this step's k, v
-            if y.shape[1] != 1: raise ValueError("a cached decoder step takes one new token per row")
+            if y.shape[1] != 1:
+                raise ValueError("a cached decoder step takes one new token per row")
             k, v = self.self_attn.kv_of(h)
-            if "k" in cache: k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)
+            if "k" in cache:
+                k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)
             cache["k"], cache["v"] = k, v
             y = y + self.drop(self.self_attn(h, kv=(k, v)))           # one new query sees every cached key
         y = y + self.drop(self.cross(self.ln2(y), kv=mem_kv, mask=mem_mask))
@@ -122,7 +127,8 @@ class ARDecoder(nn.Module):
         self.blocks = nn.ModuleList(DecoderBlock(c) for _ in range(c.depth))
         self.ln_f, self.drop = nn.LayerNorm(H), nn.Dropout(c.dropout)
         self.head = None if c.tie else nn.Linear(H, c.vocab_size, bias=False)
-        for p in (self.audio_pos, self.pos, self.tok.weight): nn.init.normal_(p, std=0.02)
+        for p in (self.audio_pos, self.pos, self.tok.weight):
+            nn.init.normal_(p, std=0.02)
 
     def encode(self, features, lengths):
         "(B, T, d) frames, (B,) lengths -> memory (B, A, H) and its visibility mask (B, 1, 1, A)."
@@ -131,7 +137,8 @@ class ARDecoder(nn.Module):
         m[:, 0] = True                                                 # an empty clip keeps one (zero) slot
         mask = m[:, None, None, :]
         x = self.drop(self.audio_in(x) + self.audio_pos[:x.shape[1]])
-        for b in self.enc: x = b(x, mask)
+        for b in self.enc:
+            x = b(x, mask)
         return self.enc_ln(x), mask
 
     def logits(self, y):                                                   # (B, T, H) -> (B, T, V)
@@ -144,7 +151,8 @@ class ARDecoder(nn.Module):
         if T > self.cfg.max_len:
             raise ConfigError(f"{T} target positions but the decoder has max_len={self.cfg.max_len}")
         y = self.drop(self.tok(inp) + self.pos[:T])
-        for b in self.blocks: y = b(y, b.cross.kv_of(memory), mask)
+        for b in self.blocks:
+            y = b(y, b.cross.kv_of(memory), mask)
         return self.logits(y)
 
     def shift(self, ids):
@@ -195,8 +203,10 @@ def ar_config_for(cfg: Config, vocab_size: int, d_whisper: int, text_dim: int | 
     best, best_n = None, None
     for H in range(step, 2049, step):
         n = ar_param_count(ARConfig(**{**base, "hidden": H}))
-        if best is None or abs(n - target) < abs(best_n - target): best, best_n = H, n
-        if n > target: break
+        if best is None or abs(n - target) < abs(best_n - target):
+            best, best_n = H, n
+        if n > target:
+            break
     c = ARConfig(**{**base, "hidden": best})
     if verbose:
         rel = best_n / target - 1
@@ -209,7 +219,8 @@ def ar_config_for(cfg: Config, vocab_size: int, d_whisper: int, text_dim: int | 
 
 def ar_param_count(c: ARConfig) -> int:
     "Trainable parameters of an `ARDecoder` built from `c` (built on the meta device: no memory)."
-    with torch.device("meta"): return count_trainable(ARDecoder(c))
+    with torch.device("meta"):
+        return count_trainable(ARDecoder(c))
 
 # %% ../nbs/10c_ar_baseline.ipynb #117a4a62
 @torch.no_grad()
@@ -229,14 +240,17 @@ def greedy(model: ARDecoder, batch: dict, max_len: int | None = None, cache: boo
     for t in range(n):
         if cache:
             y = model.tok(inp[:, -1:]) + model.pos[t:t + 1]
-            for b, kv, ch in zip(model.blocks, mem_kv, caches): y = b(y, kv, mask, cache=ch)
+            for b, kv, ch in zip(model.blocks, mem_kv, caches):
+                y = b(y, kv, mask, cache=ch)
             lg = model.logits(y)[:, -1]
-        else: lg = model.decode(memory, mask, inp)[:, -1]                  # the whole prefix again
+        else:
+            lg = model.decode(memory, mask, inp)[:, -1]                  # the whole prefix again
         steps.append(lg)
         nxt = lg.argmax(-1)
         nxt = torch.where(done, torch.full_like(nxt, c.eos_id), nxt)
         out[:, t], done = nxt, done | (nxt == c.eos_id)
-        if bool(done.all()): break
+        if bool(done.all()):
+            break
         inp = torch.cat([inp, nxt[:, None]], 1)
     return (out, torch.stack(steps, 1)) if scores else out
 
@@ -246,7 +260,8 @@ def cut_at_eos(ids: torch.Tensor, eos_id: int) -> list[list[int]]:
     return [r[:r.index(eos_id)] if eos_id in r else r for r in rows]
 
 def _sync(dev: torch.device):
-    if dev.type == "cuda": torch.cuda.synchronize(dev)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
 
 @torch.no_grad()
 def transcribe_ar(model: ARDecoder, batches, vocab, max_len: int | None = None) -> dict:
@@ -277,8 +292,10 @@ AR_CKPT = "ar_checkpoint.pt"
 def ar_lr(step: int, progress: float, lr: float, warmup: int, schedule: str) -> float:
     "Linear warm-up over `warmup` steps, then constant, or cosine in `progress` (share of the budget used)."
     w = min(1.0, step / warmup) if warmup > 0 else 1.0
-    if schedule == "constant": return lr * w
-    if schedule != "cosine": raise ConfigError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
+    if schedule == "constant":
+        return lr * w
+    if schedule != "cosine":
+        raise ConfigError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
     return lr * w * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 def _save_ar(path: Path, model, arc: ARConfig, cfg: Config, vocab, history: list[dict], opts: dict) -> Path:
@@ -297,7 +314,8 @@ def train_ar(cfg: Config, run_dir, train_ds, vocab, seconds: float | None = None
     from elf_s2t_nb.data import length_batcher
     from elf_s2t_nb.run_state import BatchStream
     from elf_s2t_nb.train import DivergedError, to_device
-    if seconds is None and steps is None: steps = cfg.train.steps
+    if seconds is None and steps is None:
+        steps = cfg.train.steps
     if (seconds is not None and seconds <= 0) or (steps is not None and steps <= 0):
         raise ConfigError(f"the AR budget must be positive: seconds={seconds}, steps={steps}")
     dev, run_dir = get_device(device), Path(run_dir)
@@ -317,11 +335,13 @@ def train_ar(cfg: Config, run_dir, train_ds, vocab, seconds: float | None = None
     while True:
         elapsed = time.perf_counter() - clock
         frac = max(step / steps if steps else 0.0, elapsed / seconds if seconds else 0.0)
-        if frac >= 1.0: break
+        if frac >= 1.0:
+            break
         batch = to_device(next(stream), dev)
         step += 1
         cur = ar_lr(step, frac, lr, warmup, schedule)
-        for g in opt.param_groups: g["lr"] = cur
+        for g in opt.param_groups:
+            g["lr"] = cur
         loss, stats = model(batch)
         loss.backward()
         gn = nn.utils.clip_grad_norm_(model.parameters(), 1.0).item()
@@ -345,7 +365,8 @@ def train_ar(cfg: Config, run_dir, train_ds, vocab, seconds: float | None = None
             model.train()
             clock += time.perf_counter() - t_eval
     bar.close()
-    if eval_fn is not None and "eval" not in history[-1]: history[-1]["eval"] = eval_fn(model.eval(), step)
+    if eval_fn is not None and "eval" not in history[-1]:
+        history[-1]["eval"] = eval_fn(model.eval(), step)
     _save_ar(path, model.eval(), arc, cfg, vocab, history, opts)
     return history
 
@@ -366,11 +387,13 @@ def load_ar(run_dir, device: str = "cpu", text_encoder=None) -> ARRun:
     from elf_s2t_nb.latents import TextEncoder
     from elf_s2t_nb.pipeline import make_vocab, FullVocab
     run_dir = Path(run_dir)
-    if not (run_dir / AR_CKPT).is_file() and (run_dir / "ar" / AR_CKPT).is_file(): run_dir = run_dir / "ar"
+    if not (run_dir / AR_CKPT).is_file() and (run_dir / "ar" / AR_CKPT).is_file():
+        run_dir = run_dir / "ar"
     path = run_dir / AR_CKPT
     if not path.is_file():
         raise CheckpointError(f"no AR baseline checkpoint at {path}: train one with ar_for_run first")
-    try: ck = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         why = type(e).__name__
         raise CheckpointError(f"AR checkpoint {path} is damaged or truncated ({why}); retrain it") from None
@@ -389,7 +412,8 @@ def _speech_run(speech_run_dir) -> tuple[Path, Config, dict]:
     from elf_s2t_nb.core import load_config
     from elf_s2t_nb.run_state import CKPT_NAME, load_checkpoint
     d = Path(speech_run_dir)
-    if not (d / "config.json").is_file(): raise CheckpointError(f"{d} is not a run folder (no config.json)")
+    if not (d / "config.json").is_file():
+        raise CheckpointError(f"{d} is not a run folder (no config.json)")
     cfg, ck = load_config(d / "config.json"), load_checkpoint(d / CKPT_NAME)
     if not any(k.startswith("projector.") for k in ck["model"]):
         raise ConfigError(f"{d} is a text-only run: the AR baseline needs a speech run "

@@ -4,7 +4,12 @@
 
 # %% ../nbs/01_audio.ipynb #bfb29233
 from __future__ import annotations
-import ctypes, functools, io, os, threading, warnings
+import ctypes
+import functools
+import io
+import os
+import threading
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,7 +35,8 @@ MIN_SECONDS = 0.1                         # shorter clips are refused
 WINDOW_SECONDS = 30.0                     # Whisper's window; longer audio is split
 WINDOW_SAMPLES = int(WINDOW_SECONDS * SAMPLE_RATE)  # 480 000
 MIN_RATE, MAX_RATE = 1_000, 768_000       # plausible input rates (Hz)
-MAX_CHANNELS = 32                         # more "channels" than this means the array is not (samples, channels)
+# more "channels" than this means the array is not (samples, channels)
+MAX_CHANNELS = 32
 
 class AudioError(UserError, ValueError):
     "Bad audio: the message names the file (or 'array'), the problem and what to do."
@@ -44,16 +50,24 @@ class TTSError(UserError, ValueError):
 # %% ../nbs/01_audio.ipynb #6c30afdf
 def _check_rate(sr, name: str) -> int:
     "`sr` as a whole number of Hz in a plausible range, else an `AudioError` naming `name`."
-    if sr is None: raise AudioError(f"{name}: no sample rate given; pass sr=<rate in Hz> together with an array")
-    ok = isinstance(sr, (int, float, np.integer, np.floating)) and not isinstance(sr, bool) and np.isfinite(sr)
-    if not ok or sr != int(sr): raise AudioError(f"{name}: sample rate {sr!r} is not a whole number of Hz; pass e.g. sr=16000")
+    if sr is None:
+        raise AudioError(f"{name}: no sample rate given; pass sr=<rate in Hz> together with an array")
+    ok = (
+        isinstance(sr, (int, float, np.integer, np.floating)) and not isinstance(sr, bool) and np.isfinite(sr)
+    )
+    if not ok or sr != int(sr):
+        raise AudioError(f"{name}: sample rate {sr!r} is not a whole number of Hz; pass e.g. sr=16000")
     if not MIN_RATE <= int(sr) <= MAX_RATE:
-        raise AudioError(f"{name}: sample rate {sr!r} Hz is outside {MIN_RATE}..{MAX_RATE} Hz; pass the rate the samples were recorded at")
+        raise AudioError(
+            f"{name}: sample rate {sr!r} Hz is outside {MIN_RATE}..{MAX_RATE} Hz; pass the rate the samples "
+            "were recorded at"
+        )
     return int(sr)
 
 def _as_float(x: np.ndarray, name: str) -> np.ndarray:
     "Float32 samples from float or integer PCM (`x / 2**(bits-1)`; unsigned PCM centred first)."
-    if x.dtype.kind == "f": return x.astype(np.float32, copy=False)
+    if x.dtype.kind == "f":
+        return x.astype(np.float32, copy=False)
     if x.dtype.kind in "iu":
         half = float(2 ** (8 * x.dtype.itemsize - 1))
         return ((x.astype(np.float64) - (half if x.dtype.kind == "u" else 0)) / half).astype(np.float32)
@@ -61,20 +75,30 @@ def _as_float(x: np.ndarray, name: str) -> np.ndarray:
 
 def _to_mono(x: np.ndarray, name: str, channel_axis: int | None = None) -> np.ndarray:
     "Average the channels of a (samples, channels) or (channels, samples) array; 1-D arrays pass through."
-    if x.ndim == 1: return x
-    if x.ndim != 2: raise AudioError(f"{name}: audio array has shape {x.shape}; pass (samples,) or (samples, channels)")
+    if x.ndim == 1:
+        return x
+    if x.ndim != 2:
+        raise AudioError(f"{name}: audio array has shape {x.shape}; pass (samples,) or (samples, channels)")
     if channel_axis is None:
-        if x.shape[1] <= MAX_CHANNELS and x.shape[1] <= x.shape[0]: channel_axis = 1
-        elif x.shape[0] <= MAX_CHANNELS: channel_axis = 0
-        else: raise AudioError(f"{name}: cannot tell channels from samples in shape {x.shape}; pass (samples, channels)")
+        if x.shape[1] <= MAX_CHANNELS and x.shape[1] <= x.shape[0]:
+            channel_axis = 1
+        elif x.shape[0] <= MAX_CHANNELS:
+            channel_axis = 0
+        else:
+            raise AudioError(
+                f"{name}: cannot tell channels from samples in shape {x.shape}; pass (samples, channels)"
+            )
     return x.mean(axis=channel_axis, dtype=np.float32)
 
 # %% ../nbs/01_audio.ipynb #f43f7ab0
 def _read_file(path: Path, sr) -> tuple[np.ndarray, int]:
     "Samples (frames, channels) and rate of an audio file, or an `AudioError` that names it."
-    if not path.exists(): raise AudioFileNotFoundError(f"audio file not found: {path}; check the path")
-    if not path.is_file(): raise AudioError(f"{path} is not a file; pass the path of an audio file")
-    try: x, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
+    if not path.exists():
+        raise AudioFileNotFoundError(f"audio file not found: {path}; check the path")
+    if not path.is_file():
+        raise AudioError(f"{path} is not a file; pass the path of an audio file")
+    try:
+        x, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, TypeError, ValueError) as e:
         raise AudioError(f"{path}: cannot decode it as audio ({e}); give a WAV, FLAC or OGG file "
                          f"(convert others, e.g. `ffmpeg -i in.m4a out.wav`)") from None
@@ -97,13 +121,20 @@ def load_audio(src, # a path (str/Path) to an audio file, or an array of samples
         x = src.detach().cpu().numpy() if isinstance(src, torch.Tensor) else np.asarray(src)
         sr = _check_rate(sr, name)
         x = _to_mono(_as_float(x, name), name)
-    if x.size == 0: raise AudioError(f"{name}: the audio is empty (no samples); give a clip of at least {MIN_SECONDS} s")
+    if x.size == 0:
+        raise AudioError(f"{name}: the audio is empty (no samples); give a clip of at least {MIN_SECONDS} s")
     n_bad = int(np.size(x) - np.isfinite(x).sum())
-    if n_bad: raise AudioError(f"{name}: {n_bad} samples are NaN or infinite (first at sample "
-                               f"{int(np.flatnonzero(~np.isfinite(x))[0])}); fix or re-export the audio")
+    if n_bad:
+        raise AudioError(
+            f"{name}: {n_bad} samples are NaN or infinite (first at sample "
+            f"{int(np.flatnonzero(~np.isfinite(x))[0])}); fix or re-export the audio"
+        )
     if len(x) < MIN_SECONDS * sr:
-        raise AudioError(f"{name}: the audio lasts {len(x) / sr:.3f} s, shorter than {MIN_SECONDS} s; give a longer clip")
-    if sr != SAMPLE_RATE: x = soxr.resample(x, sr, SAMPLE_RATE, quality="HQ")
+        raise AudioError(
+            f"{name}: the audio lasts {len(x) / sr:.3f} s, shorter than {MIN_SECONDS} s; give a longer clip"
+        )
+    if sr != SAMPLE_RATE:
+        x = soxr.resample(x, sr, SAMPLE_RATE, quality="HQ")
     return np.ascontiguousarray(x, dtype=np.float32)
 
 # %% ../nbs/01_audio.ipynb #3e9cb742
@@ -115,9 +146,11 @@ def write_audio(path: str | Path, # .wav or .flac
     "Write `audio` to a WAV or FLAC file atomically."
     path = Path(path)
     fmt = _FORMATS.get(path.suffix.lower())
-    if fmt is None: raise AudioError(f"{path}: cannot write '{path.suffix}' files; use a .wav or .flac name")
+    if fmt is None:
+        raise AudioError(f"{path}: cannot write '{path.suffix}' files; use a .wav or .flac name")
     audio = _as_float(np.asarray(audio), str(path))
-    if not np.isfinite(audio).all(): raise AudioError(f"{path}: refusing to write NaN or infinite samples")
+    if not np.isfinite(audio).all():
+        raise AudioError(f"{path}: refusing to write NaN or infinite samples")
     if subtype.startswith("PCM") and np.abs(audio).max(initial=0) > 1:
         warnings.warn(f"{path}: peak {np.abs(audio).max():.2f} exceeds 1.0 and is clipped in {subtype}")
     buf = io.BytesIO()
@@ -129,26 +162,36 @@ def split_windows(audio: np.ndarray, # (n,) samples at 16 kHz
                   seconds: float = WINDOW_SECONDS) -> list[np.ndarray]:
     "Cut audio longer than `seconds` into consecutive windows (the last holds the rest); warn when it splits."
     n = int(round(seconds * SAMPLE_RATE))
-    if n <= 0: raise AudioError(f"window of {seconds} s is too short; use a positive number of seconds")
-    if len(audio) <= n: return [audio]
+    if n <= 0:
+        raise AudioError(f"window of {seconds} s is too short; use a positive number of seconds")
+    if len(audio) <= n:
+        return [audio]
     wins = [audio[i:i + n] for i in range(0, len(audio), n)]
-    warnings.warn(f"audio of {len(audio) / SAMPLE_RATE:.1f} s is longer than the {seconds:g} s window: split into "
-                  f"{len(wins)} windows (the last lasts {len(wins[-1]) / SAMPLE_RATE:.2f} s)")
+    warnings.warn(
+        f"audio of {len(audio) / SAMPLE_RATE:.1f} s is longer than the {seconds:g} s window: split into "
+        f"{len(wins)} windows (the last lasts {len(wins[-1]) / SAMPLE_RATE:.2f} s)"
+    )
     return wins
 
 # %% ../nbs/01_audio.ipynb #abde839c
 def log_mel(audio, # (n,) float32 samples at 16 kHz (array or tensor)
             n_mels: int = 80) -> torch.Tensor: # (n_mels, n // 160)
     "Whisper's log-mel spectrogram of a 16 kHz clip (openai-whisper's code, never FFmpeg)."
-    from whisper.audio import log_mel_spectrogram   # imported here: whisper pulls numba (slow to import)
-    x = audio if isinstance(audio, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(audio, np.float32))
+    from whisper.audio import log_mel_spectrogram  # imported here: whisper pulls numba (slow to import)
+
+    x = (
+        audio
+        if isinstance(audio, torch.Tensor)
+        else torch.from_numpy(np.ascontiguousarray(audio, np.float32))
+    )
     return log_mel_spectrogram(x, n_mels=n_mels)
 
 # %% ../nbs/01_audio.ipynb #f32323a3
 def plot_waveform(audio: np.ndarray, ax=None, title: str | None = None, sr: int = SAMPLE_RATE):
     "Plot samples against time in seconds; return the matplotlib axes."
     import matplotlib.pyplot as plt
-    if ax is None: _, ax = plt.subplots(figsize=(7, 2), dpi=80)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 2), dpi=80)
     audio = np.asarray(audio)
     ax.plot(np.arange(len(audio)) / sr, audio, lw=0.4)
     ax.set(xlabel="time (s)", ylabel="amplitude", xlim=(0, max(len(audio), 1) / sr), title=title)
@@ -157,9 +200,17 @@ def plot_waveform(audio: np.ndarray, ax=None, title: str | None = None, sr: int 
 def plot_log_mel(mel, ax=None, title: str | None = None):
     "Show a (n_mels, frames) log-mel spectrogram, time in seconds; return the matplotlib axes."
     import matplotlib.pyplot as plt
-    if ax is None: _, ax = plt.subplots(figsize=(7, 2.5), dpi=80)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 2.5), dpi=80)
     mel = mel.detach().cpu().numpy() if isinstance(mel, torch.Tensor) else np.asarray(mel)
-    im = ax.imshow(mel, origin="lower", aspect="auto", cmap="magma", interpolation="nearest", extent=(0, mel.shape[1] / MEL_FPS, 0, mel.shape[0]))
+    im = ax.imshow(
+        mel,
+        origin="lower",
+        aspect="auto",
+        cmap="magma",
+        interpolation="nearest",
+        extent=(0, mel.shape[1] / MEL_FPS, 0, mel.shape[0]),
+    )
     ax.figure.colorbar(im, ax=ax, pad=0.01)
     ax.set(xlabel="time (s)", ylabel="mel band", title=title)
     return ax
@@ -168,7 +219,9 @@ def plot_log_mel(mel, ax=None, title: str | None = None):
 _TTS_LOCK = threading.Lock()   # espeak-ng keeps global state: one call at a time
 AUDIO_OUTPUT_SYNCHRONOUS, POS_CHARACTER, espeakCHARS_UTF8, EE_OK = 2, 1, 1, 0
 espeakRATE, espeakPITCH = 1, 3
-_SYNTH_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+_SYNTH_CALLBACK = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
+)
 
 class _EspeakVoice(ctypes.Structure):
     "espeak-ng's `espeak_VOICE` struct."
@@ -179,8 +232,10 @@ class _EspeakVoice(ctypes.Structure):
 # %% ../nbs/01_audio.ipynb #d1d9c41d
 @functools.lru_cache(maxsize=None)
 def _private_copy(path: str) -> Path:
-    "A copy of libespeak-ng that only `synthesize` opens: nothing else holds it, so unloading it really resets its state."
-    import shutil, tempfile
+    """A copy of libespeak-ng that only `synthesize` opens: nothing else holds it, so unloading it really
+    resets its state."""
+    import shutil
+    import tempfile
     dst = Path(tempfile.mkdtemp(prefix="elf-s2t-espeak-")) / Path(path).name
     shutil.copy2(path, dst)
     return dst
@@ -188,20 +243,36 @@ def _private_copy(path: str) -> Path:
 @contextmanager
 def _espeak():
     "A freshly loaded, initialised libespeak-ng and its native rate; unloaded on exit. Hold `_TTS_LOCK`."
-    try: import espeakng_loader
-    except ImportError: raise TTSError("offline text-to-speech needs the espeakng-loader package: "
-                                       "pip install espeakng-loader==0.2.4") from None
+    try:
+        import espeakng_loader
+    except ImportError:
+        raise TTSError(
+            "offline text-to-speech needs the espeakng-loader package: pip install espeakng-loader==0.2.4"
+        ) from None
     import _ctypes
     lib = ctypes.CDLL(str(_private_copy(espeakng_loader.get_library_path())))
     try:
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-        native_sr = lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), 0)
-        if native_sr <= 0: raise TTSError("espeak-ng failed to start; reinstall it: pip install --force-reinstall espeakng-loader")
+        native_sr = lib.espeak_Initialize(
+            AUDIO_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), 0
+        )
+        if native_sr <= 0:
+            raise TTSError(
+                "espeak-ng failed to start; reinstall it: pip install --force-reinstall espeakng-loader"
+            )
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         lib.espeak_ListVoices.argtypes = [ctypes.POINTER(_EspeakVoice)]
         lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_EspeakVoice))
-        lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
-                                     ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        lib.espeak_Synth.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
         yield lib, native_sr
     finally:
         lib.espeak_Terminate()
@@ -212,13 +283,17 @@ def _voice_list(lib, spec: bytes | None) -> list[tuple[str, list[str]]]:
     "(identifier, languages) of espeak-ng's voices (`spec=b'variant'`: its variants)."
     sel = None
     if spec is not None:
-        sel = _EspeakVoice(); sel.languages = ctypes.cast(ctypes.c_char_p(spec), ctypes.c_void_p)
+        sel = _EspeakVoice()
+        sel.languages = ctypes.cast(ctypes.c_char_p(spec), ctypes.c_void_p)
     arr, out, i = lib.espeak_ListVoices(sel), [], 0
     while arr[i]:
         v, langs, p = arr[i].contents, [], arr[i].contents.languages
         while ctypes.c_ubyte.from_address(p).value:          # (priority byte, NUL-terminated tag) pairs
-            tag = ctypes.string_at(p + 1); langs.append(tag.decode()); p += len(tag) + 2
-        out.append((v.identifier.decode(), langs)); i += 1
+            tag = ctypes.string_at(p + 1)
+            langs.append(tag.decode())
+            p += len(tag) + 2
+        out.append((v.identifier.decode(), langs))
+        i += 1
     return out
 
 @functools.lru_cache(maxsize=1)
@@ -235,41 +310,56 @@ def list_variants() -> list[str]:
     return list(_voices_and_variants()[1])
 
 def list_voices(lang: str | None = None) -> list[str]:
-    "Voices for language `lang` (all when None), then '<lang>+<variant>' for every variant when `lang` is a voice."
+    """Voices for language `lang` (all when None), then '<lang>+<variant>' for every variant when `lang` is a
+    voice."""
     voices, variants = _voices_and_variants()
-    if lang is None: return sorted(voices)
+    if lang is None:
+        return sorted(voices)
     lang = lang.lower()
-    names = sorted(n for n, tags in voices.items() if n == lang or any(t == lang or t.startswith(lang + "-") for t in tags))
-    if not names: raise TTSError(f"no espeak-ng voice for language {lang!r}; see list_voices() for the choices")
+    names = sorted(
+        n
+        for n, tags in voices.items()
+        if n == lang or any(t == lang or t.startswith(lang + "-") for t in tags)
+    )
+    if not names:
+        raise TTSError(f"no espeak-ng voice for language {lang!r}; see list_voices() for the choices")
     return names + ([f"{lang}+{v}" for v in variants] if lang in voices else [])
 
 # %% ../nbs/01_audio.ipynb #bf114253
 def _check_tts_args(text, voice: str, rate: int, pitch: int):
     "One clear error for bad synthesis arguments (espeak-ng itself ignores unknown variants silently)."
-    if not isinstance(text, str) or not text.strip(): raise TTSError(f"synthesize: text {text!r} is empty; give some words to speak")
-    if not 80 <= rate <= 450: raise TTSError(f"synthesize: rate={rate} words per minute is outside 80..450")
-    if not 0 <= pitch <= 99: raise TTSError(f"synthesize: pitch={pitch} is outside 0..99")
+    if not isinstance(text, str) or not text.strip():
+        raise TTSError(f"synthesize: text {text!r} is empty; give some words to speak")
+    if not 80 <= rate <= 450:
+        raise TTSError(f"synthesize: rate={rate} words per minute is outside 80..450")
+    if not 0 <= pitch <= 99:
+        raise TTSError(f"synthesize: pitch={pitch} is outside 0..99")
     base, _, variant = voice.partition("+")
     voices, variants = _voices_and_variants()
     if variant and variant not in variants:
-        raise TTSError(f"unknown espeak-ng variant {variant!r} in voice {voice!r}; choose one of list_variants()")
+        raise TTSError(
+            f"unknown espeak-ng variant {variant!r} in voice {voice!r}; choose one of list_variants()"
+        )
 
 # %% ../nbs/01_audio.ipynb #b06a11db
 def _speak(lib, text: str, voice: str, rate: int, pitch: int) -> np.ndarray:
     "int16 samples at espeak-ng's native rate from an initialised library (see `_espeak`)."
     chunks = []
     def on_audio(wav, n, events):
-        if n > 0 and wav: chunks.append(np.ctypeslib.as_array(wav, (n,)).copy())
+        if n > 0 and wav:
+            chunks.append(np.ctypeslib.as_array(wav, (n,)).copy())
         return 0
     callback = _SYNTH_CALLBACK(on_audio)        # kept alive until the synthesis returns
     lib.espeak_SetSynthCallback(callback)
     if lib.espeak_SetVoiceByName(voice.encode()) != EE_OK:
         raise TTSError(f"unknown espeak-ng voice {voice!r}; see list_voices() for the choices")
-    lib.espeak_SetParameter(espeakRATE, int(rate), 0); lib.espeak_SetParameter(espeakPITCH, int(pitch), 0)
+    lib.espeak_SetParameter(espeakRATE, int(rate), 0)
+    lib.espeak_SetParameter(espeakPITCH, int(pitch), 0)
     data = text.encode("utf-8") + b"\0"
     err = lib.espeak_Synth(data, len(data), 0, POS_CHARACTER, 0, espeakCHARS_UTF8, None, None)
     lib.espeak_Synchronize()
-    if err != EE_OK or not chunks: raise TTSError(f"espeak-ng produced no audio for {text!r} (voice {voice!r}, code {err})")
+    if err != EE_OK or not chunks:
+        raise TTSError(f"espeak-ng produced no audio for {text!r} (voice {voice!r}, code {err})")
     return np.concatenate(chunks)
 
 # %% ../nbs/01_audio.ipynb #02d46766
@@ -286,7 +376,10 @@ def synthesize(text: str, # what to say (UTF-8; any language the voice reads)
 
 # %% ../nbs/01_audio.ipynb #57e30792
 def same_speech(a: np.ndarray, b: np.ndarray, min_corr: float = 0.99) -> bool:
-    "True when two renderings are the same speech: equal length and sample correlation of at least `min_corr`."
-    if len(a) != len(b): return False
-    if np.array_equal(a, b): return True
+    """True when two renderings are the same speech: equal length and sample correlation of at least
+    `min_corr`."""
+    if len(a) != len(b):
+        return False
+    if np.array_equal(a, b):
+        return True
     return bool(np.corrcoef(a, b)[0, 1] >= min_corr)

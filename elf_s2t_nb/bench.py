@@ -4,7 +4,9 @@
 
 # %% ../nbs/11a_bench.ipynb #3e36fdd3
 from __future__ import annotations
-import json, platform, time
+import json
+import platform
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -14,21 +16,27 @@ import torch
 
 from .core import SampleConfig, atomic_write_text, get_preset, seed_everything
 from .evaluate import EvalError, score, transcribe_batches, whisper_greedy, _sync
-from .tiny import clip_batches, demo_clips
+from .tiny import clip_batches
 
 # %% auto #0
 __all__ = ['timed', 'as_clips', 'bench_features', 'bench_decoding', 'bench_threads', 'bench_whisper', 'train_vocab_size',
            'bench_train_steps', 'machine_info', 'run_bench', 'bench_markdown']
 
 # %% ../nbs/11a_bench.ipynb #b736588a
-def timed(fn: Callable, repeat: int = 3, warmup: int = 1, device: torch.device | str = "cpu") -> tuple[float, object]:
-    "Best wall time of `fn()` in seconds over `repeat` runs after `warmup` runs (device synchronised), and its last result."
+def timed(
+    fn: Callable, repeat: int = 3, warmup: int = 1, device: torch.device | str = "cpu"
+) -> tuple[float, object]:
+    """Best wall time of `fn()` in seconds over `repeat` runs after `warmup` runs (device synchronised), and
+    its last result."""
     device, best, out = torch.device(device), float("inf"), None
-    for _ in range(warmup): out = fn()
-    for _ in range(max(repeat, 1)):
-        _sync(device); t0 = time.perf_counter()
+    for _ in range(warmup):
         out = fn()
-        _sync(device); best = min(best, time.perf_counter() - t0)
+    for _ in range(max(repeat, 1)):
+        _sync(device)
+        t0 = time.perf_counter()
+        out = fn()
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
     return best, out
 
 # %% ../nbs/11a_bench.ipynb #120d3b86
@@ -38,15 +46,18 @@ def as_clips(clips) -> list[dict]:
     for i, c in enumerate(clips):
         a, t = (c["audio"], c["text"]) if isinstance(c, dict) else c
         a = np.asarray(a, dtype=np.float32)
-        if a.ndim != 1 or len(a) == 0: raise EvalError(f"clip {i}: audio of shape {a.shape}; pass 1-D 16 kHz float32 arrays")
+        if a.ndim != 1 or len(a) == 0:
+            raise EvalError(f"clip {i}: audio of shape {a.shape}; pass 1-D 16 kHz float32 arrays")
         out.append(dict(uid=c.get("uid", str(i)) if isinstance(c, dict) else str(i), audio=a, text=str(t)))
-    if not out: raise EvalError("no clips to benchmark")
+    if not out:
+        raise EvalError("no clips to benchmark")
     return out
 
 # %% ../nbs/11a_bench.ipynb #1349ee73
 def bench_features(clips: list[dict], encoder_name: str = "tiny.en", device: str = "cpu", repeat: int = 2,
                    cache_root: str | Path | None = None) -> dict:
-    "Seconds to encode the clips: true length, 30 s window, and read back from the feature cache; with their ratios."
+    """Seconds to encode the clips: true length, 30 s window, and read back from the feature cache; with their
+    ratios."""
     from elf_s2t_nb.whisper_encoder import FeatureCache, WhisperEncoder, frame_cosine
     audios = [c["audio"] for c in clips]
     enc = {m: WhisperEncoder(encoder_name, true_length=m == "true", device=device) for m in ("true", "full")}
@@ -55,7 +66,9 @@ def bench_features(clips: list[dict], encoder_name: str = "tiny.en", device: str
     cache = FeatureCache(enc["true"], root=cache_root)
     cache.get(audios)                                                     # fill (or find) the entries
     t_cache, _ = timed(lambda: cache.get(audios), repeat, warmup=0)
-    cos = np.mean([frame_cosine(f_true[i, :n], f_full[i, :n]).mean().item() for i, n in enumerate(n_true.tolist())])
+    cos = np.mean(
+        [frame_cosine(f_true[i, :n], f_full[i, :n]).mean().item() for i, n in enumerate(n_true.tolist())]
+    )
     return dict(encoder=encoder_name, n_clips=len(clips), audio_s=sum(len(a) for a in audios) / 16_000,
                 true_length_s=t_true, full_window_s=t_full, cached_s=t_cache, full_over_true=t_full / t_true,
                 true_over_cached=t_true / max(t_cache, 1e-9), cosine_true_vs_full=float(cos))
@@ -65,16 +78,28 @@ def bench_decoding(model, batches: list[dict], text_encoder, steps=(4, 8, 16, 32
                    base: SampleConfig | None = None) -> list[dict]:
     "ELF-S2T throughput (utterances/s, from cached features) and WER for each number of steps and CFG scale."
     base, rows = base or SampleConfig(), []
-    transcribe_batches(model, batches, replace(base, steps=min(steps)), text_encoder, max_batches=1)   # warm-up
+    # warm-up
+    transcribe_batches(model, batches, replace(base, steps=min(steps)), text_encoder, max_batches=1)
     for w in cfg_scales:
         for s in steps:
             r = transcribe_batches(model, batches, replace(base, steps=s, cfg_scale=w), text_encoder)
             sc = score(r["hyps"], r["refs"])
-            rows.append(dict(steps=s, cfg_scale=w, cfg=w != 1.0, seconds=r["seconds"], utts_per_s=r["utts_per_s"],
-                             wer=sc["wer"], bleu_lc=sc["bleu_lc"]))
+            rows.append(
+                dict(
+                    steps=s,
+                    cfg_scale=w,
+                    cfg=w != 1.0,
+                    seconds=r["seconds"],
+                    utts_per_s=r["utts_per_s"],
+                    wer=sc["wer"],
+                    bleu_lc=sc["bleu_lc"],
+                )
+            )
     return rows
 
-def bench_threads(model, batches: list[dict], text_encoder, base: SampleConfig | None = None, threads=(1, 2)) -> list[dict]:
+def bench_threads(
+    model, batches: list[dict], text_encoder, base: SampleConfig | None = None, threads=(1, 2)
+) -> list[dict]:
     "ELF-S2T decoding throughput for each CPU thread count (torch's setting restored afterwards)."
     n0, rows, base = torch.get_num_threads(), [], base or SampleConfig()
     try:
@@ -83,79 +108,124 @@ def bench_threads(model, batches: list[dict], text_encoder, base: SampleConfig |
             transcribe_batches(model, batches, base, text_encoder, max_batches=1)                 # warm-up
             r = transcribe_batches(model, batches, base, text_encoder)
             rows.append(dict(threads=n, seconds=r["seconds"], utts_per_s=r["utts_per_s"]))
-    finally: torch.set_num_threads(n0)
-    for r in rows: r["relative"] = r["utts_per_s"] / rows[0]["utts_per_s"]
+    finally:
+        torch.set_num_threads(n0)
+    for r in rows:
+        r["relative"] = r["utts_per_s"] / rows[0]["utts_per_s"]
     return rows
 
-def bench_whisper(whisper_model, clips: list[dict], language: str = "en", task: str = "transcribe", batch_size: int = 8) -> dict:
+def bench_whisper(
+    whisper_model, clips: list[dict], language: str = "en", task: str = "transcribe", batch_size: int = 8
+) -> dict:
     "openai-whisper's greedy decoder on the clips: throughput and WER (after a one-clip warm-up)."
     whisper_greedy(whisper_model, [clips[0]["audio"]], language, task, 1)                        # warm-up
     r = whisper_greedy(whisper_model, [c["audio"] for c in clips], language, task, batch_size)
     sc = score(r["hyps"], [c["text"] for c in clips])
-    return dict(seconds=r["seconds"], utts_per_s=r["utts_per_s"], wer=sc["wer"], bleu_lc=sc["bleu_lc"], hyps=r["hyps"])
+    return dict(
+        seconds=r["seconds"], utts_per_s=r["utts_per_s"], wer=sc["wer"], bleu_lc=sc["bleu_lc"], hyps=r["hyps"]
+    )
 
 # %% ../nbs/11a_bench.ipynb #3d07e9b5
 def train_vocab_size(cfg) -> int:
-    "Rows of the decode head a run of `cfg` trains: the tokenizer's, or (corpus vocabulary) the distinct training tokens + EOS, UNK."
-    if cfg.latent.vocab != "corpus": return cfg.model.vocab_size
+    """Rows of the decode head a run of `cfg` trains: the tokenizer's, or (corpus vocabulary) the distinct
+    training tokens + EOS, UNK."""
+    if cfg.latent.vocab != "corpus":
+        return cfg.model.vocab_size
     from elf_s2t_nb.latents import TextEncoder
     from elf_s2t_nb.pipeline import train_texts
     tok = TextEncoder(cfg.latent.encoder, cfg.latent.max_len, latent_std=1.0).tokenizer
     return len({i for t in train_texts(cfg) for i in tok(t, add_special_tokens=False)["input_ids"]}) + 2
 
-def bench_train_steps(presets=("cpu-tiny", "cpu-small"),  # preset names or `Config`s
-                      batch_size: int = 8, repeat: int = 3, d_whisper: int = 384, device: str = "cpu") -> list[dict]:
-    "Seconds per training step of each preset on a random batch of its shapes (best of `repeat`, after a warm-up)."
+def bench_train_steps(
+    presets=("cpu-tiny", "cpu-small"),  # preset names or `Config`s
+    batch_size: int = 8,
+    repeat: int = 3,
+    d_whisper: int = 384,
+    device: str = "cpu",
+) -> list[dict]:
+    """Seconds per training step of each preset on a random batch of its shapes (best of `repeat`, after a
+    warm-up)."""
     from elf_s2t_nb.pipeline import build_model
     from elf_s2t_nb.train import make_optimizer, model_loss, train_step
     rows, dev = [], torch.device(device)
     for p in presets:
-        cfg = get_preset(p) if isinstance(p, str) else p; seed_everything(0)
-        A, D, L, V = cfg.projector.n_slots, cfg.model.text_encoder_dim, cfg.latent.max_len, train_vocab_size(cfg)
+        cfg = get_preset(p) if isinstance(p, str) else p
+        seed_everything(0)
+        A, D, L = cfg.projector.n_slots, cfg.model.text_encoder_dim, cfg.latent.max_len
+        V = train_vocab_size(cfg)
         model, B = build_model(cfg, D, V, d_whisper).to(dev).train(), batch_size
-        batch = dict(features=torch.randn(B, A * cfg.projector.stack, d_whisper, device=dev), x0=torch.randn(B, L, D, device=dev),
-                     feat_lens=torch.full((B,), A * cfg.projector.stack, device=dev), loss_mask=torch.ones(B, L, device=dev),
-                     ids=torch.randint(0, V, (B, L), device=dev))
+        batch = dict(
+            features=torch.randn(B, A * cfg.projector.stack, d_whisper, device=dev),
+            x0=torch.randn(B, L, D, device=dev),
+            feat_lens=torch.full((B,), A * cfg.projector.stack, device=dev),
+            loss_mask=torch.ones(B, L, device=dev),
+            ids=torch.randint(0, V, (B, L), device=dev),
+        )
         opt, gen = make_optimizer(model, cfg.train), torch.Generator(dev).manual_seed(0)
-        step = lambda: train_step(model, batch, opt, cfg.train, cfg.train.warmup_steps + 1, gen, model_loss, dev)
+
+        def step():
+            return train_step(model, batch, opt, cfg.train, cfg.train.warmup_steps + 1, gen, model_loss, dev)
+
         secs, _ = timed(step, repeat, device=dev)
         rows.append(dict(preset=cfg.name, optimizer=cfg.train.optimizer, batch_size=B, vocab=V,
                          params=sum(p.numel() for p in model.parameters()), step_s=secs))
-    for r in rows: r["relative"] = r["step_s"] / rows[0]["step_s"]
+    for r in rows:
+        r["relative"] = r["step_s"] / rows[0]["step_s"]
     return rows
 
 # %% ../nbs/11a_bench.ipynb #d58017bd
 def machine_info() -> dict:
     "Where the numbers were measured."
-    return dict(platform=platform.platform(), python=platform.python_version(), torch=torch.__version__,
-                threads=torch.get_num_threads(), cuda=torch.cuda.get_device_name() if torch.cuda.is_available() else None)
+    return dict(
+        platform=platform.platform(),
+        python=platform.python_version(),
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
+        cuda=torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    )
 
 # %% ../nbs/11a_bench.ipynb #ed07b3a3
 def run_bench(run_or_model, clips, out_dir: str | Path, quick: bool = False, cfg=None, text_encoder=None,
               device: str = "cpu", train_presets=None, steps=None) -> dict:
-    "Features, decoding (ELF-S2T vs Whisper's greedy decoder) and training-step benchmarks side by side; JSON + markdown."
+    """Features, decoding (ELF-S2T vs Whisper's greedy decoder) and training-step benchmarks side by side;
+    JSON + markdown."""
     from elf_s2t_nb.latents import TextEncoder
     from elf_s2t_nb.tiny import demo_clips
     from elf_s2t_nb.whisper_encoder import FeatureCache, WhisperEncoder
     if isinstance(run_or_model, (str, Path)):
         from elf_s2t_nb.pipeline import load_run
-        r = load_run(run_or_model, device); run_or_model, cfg, text_encoder = r.model, r.cfg, text_encoder or r.vocab
+        r = load_run(run_or_model, device)
+        run_or_model, cfg, text_encoder = r.model, r.cfg, text_encoder or r.vocab
     model = run_or_model
-    if cfg is None: raise EvalError("run_bench needs the model's config: pass cfg= with a model, or a run folder")
-    if clips is None: clips = demo_clips(16, cfg.data.task, variants=("m7",), split="test")   # unseen sentences, test voice
+    if cfg is None:
+        raise EvalError("run_bench needs the model's config: pass cfg= with a model, or a run folder")
+    if clips is None:
+        clips = demo_clips(16, cfg.data.task, variants=("m7",), split="test")   # unseen sentences, test voice
     clips = as_clips(clips)[:4 if quick else None]
     language, task = cfg.data.src_lang, "transcribe" if cfg.data.task == "asr" else "translate"
-    text_encoder = text_encoder or TextEncoder.from_config(cfg.latent, [c["text"] for c in clips])   # or the run's vocabulary
+    # or the run's vocabulary
+    text_encoder = text_encoder or TextEncoder.from_config(cfg.latent, [c["text"] for c in clips])
     res = dict(machine=machine_info(), config=cfg.name, n_clips=len(clips), quick=quick)
     res["features"] = bench_features(clips, cfg.whisper.name, device, repeat=1 if quick else 3)
     enc = WhisperEncoder(cfg.whisper.name, true_length=cfg.whisper.true_length, device=device)
-    vocab = text_encoder if hasattr(text_encoder, "to_compact") else None                # a pipeline vocabulary
-    batches = clip_batches(clips, FeatureCache(enc).get([c["audio"] for c in clips]), getattr(text_encoder, "text_encoder", text_encoder),
-                           cfg.data.batch_size, vocab)
+    # a pipeline vocabulary
+    vocab = text_encoder if hasattr(text_encoder, "to_compact") else None
+    batches = clip_batches(
+        clips,
+        FeatureCache(enc).get([c["audio"] for c in clips]),
+        getattr(text_encoder, "text_encoder", text_encoder),
+        cfg.data.batch_size,
+        vocab,
+    )
     res["threads"] = bench_threads(model, batches, text_encoder, replace(cfg.sample, steps=8))
-    res["decoding"] = bench_decoding(model, batches, text_encoder, steps or ((4, 8) if quick else (4, 8, 16, 32)), base=cfg.sample)
-    try: res["whisper"] = bench_whisper(enc.model, clips, language, task)
-    except EvalError as e: res["whisper"] = dict(skipped=str(e), utts_per_s=float("nan"), wer=float("nan"))  # e.g. .en cannot translate
+    res["decoding"] = bench_decoding(
+        model, batches, text_encoder, steps or ((4, 8) if quick else (4, 8, 16, 32)), base=cfg.sample
+    )
+    try:
+        res["whisper"] = bench_whisper(enc.model, clips, language, task)
+    except EvalError as e:
+        # e.g. .en cannot translate
+        res["whisper"] = dict(skipped=str(e), utts_per_s=float("nan"), wer=float("nan"))
     enc_s = res["features"]["true_length_s" if cfg.whisper.true_length else "full_window_s"]
     for r in res["decoding"]:
         r["x_whisper"] = r["utts_per_s"] / res["whisper"]["utts_per_s"]
@@ -170,28 +240,68 @@ def run_bench(run_or_model, clips, out_dir: str | Path, quick: bool = False, cfg
 
 # %% ../nbs/11a_bench.ipynb #db6b2e00
 def _table(head: list[str], rows: list[list]) -> str:
-    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append("| " + " | ".join(map(str, r)) + " |")
+    return "\n".join(lines)
 
 def bench_markdown(res: dict) -> str:
     "The benchmark results as markdown tables (absolute times and the ratios that matter)."
     m, f, w = res["machine"], res["features"], res["whisper"]
-    feat = [["true length", f"{f['true_length_s']:.3f}", "1.00"],
-            ["30 s window", f"{f['full_window_s']:.3f}", f"{f['full_over_true']:.2f}× the true-length time"],
-            ["feature cache (read)", f"{f['cached_s']:.4f}", f"{f['true_over_cached']:.1f}× faster than true length"]]
-    dec = [["ELF-S2T", r["steps"], f"w={r['cfg_scale']:g}" if r["cfg"] else "off", f"{r['utts_per_s']:.2f}", f"{r['x_whisper']:.2f}",
-            f"{r['e2e_utts_per_s']:.2f}", f"{r['e2e_x_whisper']:.2f}", f"{r['wer']:.3f}"] for r in res["decoding"]]
-    dec.append(["Whisper greedy", "–", "–", f"{w['utts_per_s']:.2f}", "1.00", f"{w['utts_per_s']:.2f}", "1.00", f"{w['wer']:.3f}"]
-               if "skipped" not in w else ["Whisper greedy", "–", "–", f"skipped: {w['skipped']}", "", "", "", ""])
-    th = [[r["threads"], f"{r['utts_per_s']:.2f}", f"{r['relative']:.2f}"] for r in res.get("threads", [])]
-    tr = [[r["preset"], r["optimizer"], r["batch_size"], f"{r['vocab']:,}", f"{r['params']:,}", f"{r['step_s']:.3f}", f"{r['relative']:.2f}"] for r in res["train"]]
-    return "\n".join([
-        f"# Benchmark: {res['config']}, {res['n_clips']} clips ({f['audio_s']:.1f} s of audio){' (quick)' if res['quick'] else ''}", "",
-        f"Measured in one run on: {m['platform']}, Python {m['python']}, torch {m['torch']}, {m['threads']} threads, "
-        f"GPU: {m['cuda'] or 'none'}. Times are the best of a few repeats after a warm-up.", "",
-        f"## Whisper features ({f['encoder']})", "", _table(["encoder run", "seconds (all clips)", "ratio"], feat), "",
-        f"Mean frame-wise cosine similarity of true-length vs 30 s-window features: {f['cosine_true_vs_full']:.3f}.", "",
-        "## Decoding: ELF-S2T vs openai-whisper's greedy decoder (same clips, same encoder)", "",
-        _table(["system", "steps", "audio CFG", "utt/s (cached features)", "× Whisper", "utt/s (end to end)", "× Whisper", "WER"], dec), "",
-        "End to end adds the Whisper encoder (no cache) to ELF-S2T's decoding time; Whisper's own time always includes its encoder.", "",
-        "## CPU threads (ELF-S2T decoding, 8 steps)", "", _table(["threads", "utt/s", "relative to the first"], th), "",
-        "## Training step", "", _table(["preset", "optimizer", "batch", "decode vocabulary", "parameters", "seconds / step", "relative"], tr), ""])
+    feat = [
+        ["true length", f"{f['true_length_s']:.3f}", "1.00"],
+        ["30 s window", f"{f['full_window_s']:.3f}", f"{f['full_over_true']:.2f}× the true-length time"],
+        ["feature cache (read)", f"{f['cached_s']:.4f}",
+         f"{f['true_over_cached']:.1f}× faster than true length"],
+    ]
+    dec = []
+    for r in res["decoding"]:
+        dec.append(["ELF-S2T", r["steps"], f"w={r['cfg_scale']:g}" if r["cfg"] else "off",
+                    f"{r['utts_per_s']:.2f}", f"{r['x_whisper']:.2f}", f"{r['e2e_utts_per_s']:.2f}",
+                    f"{r['e2e_x_whisper']:.2f}", f"{r['wer']:.3f}"])
+    if "skipped" in w:
+        dec.append(["Whisper greedy", "–", "–", f"skipped: {w['skipped']}", "", "", "", ""])
+    else:
+        dec.append(["Whisper greedy", "–", "–", f"{w['utts_per_s']:.2f}", "1.00", f"{w['utts_per_s']:.2f}",
+                    "1.00", f"{w['wer']:.3f}"])
+    th = []
+    for r in res.get("threads", []):
+        th.append([r["threads"], f"{r['utts_per_s']:.2f}", f"{r['relative']:.2f}"])
+    tr = []
+    for r in res["train"]:
+        tr.append([r["preset"], r["optimizer"], r["batch_size"], f"{r['vocab']:,}", f"{r['params']:,}",
+                   f"{r['step_s']:.3f}", f"{r['relative']:.2f}"])
+    quick = " (quick)" if res["quick"] else ""
+    lines = [
+        f"# Benchmark: {res['config']}, {res['n_clips']} clips ({f['audio_s']:.1f} s of audio){quick}",
+        "",
+        f"Measured in one run on: {m['platform']}, Python {m['python']}, torch {m['torch']}, "
+        f"{m['threads']} threads, GPU: {m['cuda'] or 'none'}. "
+        "Times are the best of a few repeats after a warm-up.",
+        "",
+        f"## Whisper features ({f['encoder']})",
+        "",
+        _table(["encoder run", "seconds (all clips)", "ratio"], feat),
+        "",
+        "Mean frame-wise cosine similarity of true-length vs 30 s-window features: "
+        f"{f['cosine_true_vs_full']:.3f}.",
+        "",
+        "## Decoding: ELF-S2T vs openai-whisper's greedy decoder (same clips, same encoder)",
+        "",
+        _table(["system", "steps", "audio CFG", "utt/s (cached features)", "× Whisper", "utt/s (end to end)",
+                "× Whisper", "WER"], dec),
+        "",
+        "End to end adds the Whisper encoder (no cache) to ELF-S2T's decoding time; "
+        "Whisper's own time always includes its encoder.",
+        "",
+        "## CPU threads (ELF-S2T decoding, 8 steps)",
+        "",
+        _table(["threads", "utt/s", "relative to the first"], th),
+        "",
+        "## Training step",
+        "",
+        _table(["preset", "optimizer", "batch", "decode vocabulary", "parameters", "seconds / step",
+                "relative"], tr),
+        "",
+    ]
+    return "\n".join(lines)

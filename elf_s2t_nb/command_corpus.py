@@ -4,7 +4,8 @@
 
 # %% ../nbs/04a_command_corpus.ipynb #ed1218c6
 from __future__ import annotations
-import random, zlib
+import random
+import zlib
 from collections import Counter
 from functools import lru_cache
 import numpy as np
@@ -374,11 +375,9 @@ def _hour(h: int) -> tuple[str, str, str]:
 
 
 def _alarm(r) -> tuple[str, str, str]:
-    t, when, form = (
-        clock_time(r.randint(1, 12), r.randrange(60)),
-        r.choice(WHEN + [_on_day(r)]),
-        r.randrange(3),
-    )
+    t = clock_time(r.randint(1, 12), r.randrange(60))
+    when = r.choice(WHEN + [_on_day(r)])
+    form = r.randrange(3)
     if form == 0:
         return (
             _j("set an alarm for", t[0], when[0]),
@@ -427,11 +426,9 @@ def _timer(r) -> tuple[str, str, str]:
 def _date(r) -> tuple[str, str, str]:
     en_m, de_m, fr_m, days = r.choice(MONTHS)
     d, form, h = r.randint(1, days), r.randrange(6), _hour(r.randint(1, 12))
-    en, de_dat, fr = (
-        f"the {en_ordinal(d)} of {en_m}",
-        f"{de_ordinal(d)} {de_m}",
-        f"{'premier' if d == 1 else fr_number(d)} {fr_m}",
-    )
+    en = f"the {en_ordinal(d)} of {en_m}"
+    de_dat = f"{de_ordinal(d)} {de_m}"
+    fr = f"{'premier' if d == 1 else fr_number(d)} {fr_m}"
     if form == 0 and r.random() < 0.5:
         return (
             f"schedule a meeting on {en} at {h[0]}",
@@ -809,7 +806,8 @@ def _corpus(seed: int) -> dict[str, tuple[dict, ...]]:
     check_disjoint(splits)
     for split, part in splits.items():
         for k, row in enumerate(part):
-            row["id"] = f"{split}{k:04d}-{zlib.crc32('|'.join(row[l] for l in LANGS).encode()):08x}"
+            crc = zlib.crc32("|".join(row[lang] for lang in LANGS).encode())
+            row["id"] = f"{split}{k:04d}-{crc:08x}"
     return {s: tuple(part) for s, part in splits.items()}
 
 

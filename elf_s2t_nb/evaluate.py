@@ -4,7 +4,9 @@
 
 # %% ../nbs/11_evaluation.ipynb #14d707c2
 from __future__ import annotations
-import functools, json, time
+import functools
+import json
+import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -33,8 +35,11 @@ class EvalError(UserError, ValueError):
 
 def _check_pairs(hyps, refs):
     if len(hyps) != len(refs):
-        raise EvalError(f"{len(hyps)} hypotheses but {len(refs)} references: pass exactly one hypothesis per reference")
-    if len(refs) == 0: raise EvalError("no references to score: the evaluation set is empty")
+        raise EvalError(
+            f"{len(hyps)} hypotheses but {len(refs)} references: pass exactly one hypothesis per reference"
+        )
+    if len(refs) == 0:
+        raise EvalError("no references to score: the evaluation set is empty")
 
 @functools.lru_cache(maxsize=1)
 def english_normaliser() -> EnglishTextNormalizer:
@@ -67,7 +72,8 @@ def bleu_scores(hyps: list[str], refs: list[str]) -> dict:
     return out
 
 def sentence_bleu(hyp: str, ref: str) -> float:
-    "Sentence-level BLEU, lowercased with effective order (a short sentence is not zeroed by a missing 4-gram)."
+    """Sentence-level BLEU, lowercased with effective order (a short sentence is not zeroed by a missing
+    4-gram)."""
     return BLEU(lowercase=True, effective_order=True).sentence_score(hyp, [ref]).score
 
 # %% ../nbs/11_evaluation.ipynb #9433dce5
@@ -83,7 +89,8 @@ def word_f1(hyps: list[str], refs: list[str]) -> dict:
 
 # %% ../nbs/11_evaluation.ipynb #1b35ae23
 def score(hyps: list[str], refs: list[str]) -> dict:
-    "WER (normalised and raw), BLEU (cased and lowercased) and order-free word F1 of a corpus, with the settings used."
+    """WER (normalised and raw), BLEU (cased and lowercased) and order-free word F1 of a corpus, with the
+    settings used."""
     return {**wer_scores(hyps, refs), **bleu_scores(hyps, refs), **word_f1(hyps, refs), "n_utts": len(refs)}
 
 # %% ../nbs/11_evaluation.ipynb #a00ac7f1
@@ -105,96 +112,155 @@ def save_jsonl(records: list[dict], path: str | Path) -> Path:
 def load_jsonl(path: str | Path) -> list[dict]:
     "Read a JSON-lines file, naming the line that is damaged."
     path = Path(path)
-    if not path.is_file(): raise EvalError(f"results file not found: {path}")
+    if not path.is_file():
+        raise EvalError(f"results file not found: {path}")
     out = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        try: out.append(json.loads(line))
-        except json.JSONDecodeError as e: raise EvalError(f"{path}, line {n}: not valid JSON ({e}); re-run the evaluation") from None
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise EvalError(f"{path}, line {n}: not valid JSON ({e}); re-run the evaluation") from None
     return out
 
 # %% ../nbs/11_evaluation.ipynb #5d714305
 def _sync(device: torch.device):
-    if device.type == "cuda": torch.cuda.synchronize(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 def unwrap(model) -> tuple[torch.nn.Module, torch.nn.Module]:
     "The `(elf, projector)` pair of an `ElfS2T`-like module (attributes `.elf`, `.projector`) or of a pair."
-    if isinstance(model, (tuple, list)): return tuple(model)
+    if isinstance(model, (tuple, list)):
+        return tuple(model)
     if not (hasattr(model, "elf") and hasattr(model, "projector")):
-        raise EvalError(f"expected a model with .elf and .projector (or an (elf, projector) pair), got {type(model).__name__}")
+        raise EvalError(
+            "expected a model with .elf and .projector (or an (elf, projector) pair), got "
+            f"{type(model).__name__}"
+        )
     return model.elf, model.projector
 
 # %% ../nbs/11_evaluation.ipynb #8a50a18c
 @torch.no_grad()
 def transcribe_batches(model, batches: Iterable[dict], sample_cfg: SampleConfig, text_encoder,
-                       feature_fn: Callable | None = None,  # (features, lens) -> (features, lens), e.g. an ablation
-                       null_cond: bool = False,             # decode from the null condition (zeroed audio slots) alone
-                       keep: bool = False,                  # keep audio slots, final latents and ids for analysis
-                       record: bool = False,                # ask the sampler for its trajectory (kept when `keep`)
+                       # (features, lens) -> (features, lens), e.g. an ablation
+                       feature_fn: Callable | None = None,
+                       # decode from the null condition (zeroed audio slots) alone
+                       null_cond: bool = False,
+                       # keep audio slots, final latents and ids for analysis
+                       keep: bool = False,
+                       # ask the sampler for its trajectory (kept when `keep`)
+                       record: bool = False,
                        max_batches: int | None = None) -> dict:
-    "Sample every batch (cond = projector(features)), cut at the first EOS, detokenise; return texts, ids and timing."
+    """Sample every batch (cond = projector(features)), cut at the first EOS, detokenise; return texts, ids
+    and timing."""
     elf, proj = unwrap(model)
-    elf.eval(); proj.eval()
-    fc = getattr(model, "flow_cfg", None)                                       # the run's own noise scale and times
-    flow_kw = {} if fc is None else dict(noise_scale=fc.noise_scale, p_mean=fc.p_mean, p_std=fc.p_std, t_eps=fc.t_eps)
+    elf.eval()
+    proj.eval()
+    # the run's own noise scale and times
+    fc = getattr(model, "flow_cfg", None)
+    flow_kw = (
+        {}
+        if fc is None
+        else dict(noise_scale=fc.noise_scale, p_mean=fc.p_mean, p_std=fc.p_std, t_eps=fc.t_eps)
+    )
     dev = next(elf.parameters()).device
-    gen = torch.Generator().manual_seed(sample_cfg.seed)                        # CPU: the same draws on every device
+    # CPU: the same draws on every device
+    gen = torch.Generator().manual_seed(sample_cfg.seed)
     out = dict(hyps=[], refs=[], uids=[], ids=[], kept=[], seconds=0.0)
     for i, batch in enumerate(batches):
-        if max_batches is not None and i >= max_batches: break
+        if max_batches is not None and i >= max_batches:
+            break
         feats, lens = batch["features"].to(dev).float(), batch["feat_lens"].to(dev)
-        if feature_fn is not None: feats, lens = feature_fn(feats, lens)
-        _sync(dev); t0 = time.perf_counter()
+        if feature_fn is not None:
+            feats, lens = feature_fn(feats, lens)
+        _sync(dev)
+        t0 = time.perf_counter()
         cond, _ = proj(feats, lens)                                             # (B, A, D)
-        if null_cond: cond = torch.zeros_like(cond)                             # audio dropout's null: the text prior
+        if null_cond:
+            cond = torch.zeros_like(cond)                             # audio dropout's null: the text prior
         n_text = elf.cfg.max_length - cond.shape[1]
-        so = sampling.sample(elf, cond, n_text, sample_cfg, text_encoder.dim, gen=gen, record=record, **flow_kw)
+        so = sampling.sample(
+            elf, cond, n_text, sample_cfg, text_encoder.dim, gen=gen, record=record, **flow_kw
+        )
         ids = sampling.cut_at_eos(so.ids, text_encoder.eos_id)
         hyps = text_encoder.decode(so.ids)                                      # cuts at the first EOS too
-        _sync(dev); out["seconds"] += time.perf_counter() - t0
-        out["hyps"] += hyps; out["ids"] += ids
-        out["refs"] += list(batch["text"]); out["uids"] += list(batch.get("uid", range(len(out["uids"]), len(out["refs"]))))
-        if keep: out["kept"].append(dict(cond=cond.cpu(), x_final=so.x_final.cpu(), ids=so.ids.cpu(), ref_ids=batch["ids"].cpu(),
-                                         times=so.times.cpu(), trajectory=None if so.trajectory is None else so.trajectory.cpu()))
-    if not out["refs"]: raise EvalError("no batches to decode: the evaluation set is empty")
-    out["n_utts"] = len(out["refs"]); out["utts_per_s"] = out["n_utts"] / max(out["seconds"], 1e-9)
+        _sync(dev)
+        out["seconds"] += time.perf_counter() - t0
+        out["hyps"] += hyps
+        out["ids"] += ids
+        out["refs"] += list(batch["text"])
+        out["uids"] += list(batch.get("uid", range(len(out["uids"]), len(out["refs"]))))
+        if keep:
+            out["kept"].append(
+                dict(
+                    cond=cond.cpu(),
+                    x_final=so.x_final.cpu(),
+                    ids=so.ids.cpu(),
+                    ref_ids=batch["ids"].cpu(),
+                    times=so.times.cpu(),
+                    trajectory=None if so.trajectory is None else so.trajectory.cpu(),
+                )
+            )
+    if not out["refs"]:
+        raise EvalError("no batches to decode: the evaluation set is empty")
+    out["n_utts"] = len(out["refs"])
+    out["utts_per_s"] = out["n_utts"] / max(out["seconds"], 1e-9)
     return out
 
 # %% ../nbs/11_evaluation.ipynb #d4a558cf
 def sweep(model, batches, text_encoder, base: SampleConfig, field: str, values: Iterable, **kw) -> list[dict]:
     "Evaluate once per value of the `SampleConfig` field `field`; one row of scores and speed per value."
     if field not in SampleConfig.__dataclass_fields__:
-        raise EvalError(f"'{field}' is not a SampleConfig field; choose one of {', '.join(SampleConfig.__dataclass_fields__)}")
+        raise EvalError(
+            f"'{field}' is not a SampleConfig field; choose one of "
+            f"{', '.join(SampleConfig.__dataclass_fields__)}"
+        )
     rows = []
-    transcribe_batches(model, batches, base, text_encoder, max_batches=1)       # warm-up: the first call pays for allocations
+    # warm-up: the first call pays for allocations
+    transcribe_batches(model, batches, base, text_encoder, max_batches=1)
     for v in values:
         r = transcribe_batches(model, batches, replace(base, **{field: v}), text_encoder, **kw)
-        rows.append({field: v, **score(r["hyps"], r["refs"]), "seconds": r["seconds"], "utts_per_s": r["utts_per_s"]})
+        rows.append(
+            {field: v, **score(r["hyps"], r["refs"]), "seconds": r["seconds"], "utts_per_s": r["utts_per_s"]}
+        )
     return rows
 
 def plot_sweep(rows: list[dict], field: str, metric: str = "wer", ax=None, logx: bool = False):
     "The metric (left axis) and the throughput (right axis, dashed) against the swept value."
     import matplotlib.pyplot as plt
-    if ax is None: _, ax = plt.subplots(figsize=(5, 3), dpi=90)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3), dpi=90)
     x = [r[field] for r in rows]
-    ax.plot(x, [r[metric] for r in rows], "o-", color="C0"); ax.set_xlabel(field); ax.set_ylabel(metric, color="C0")
-    ax2 = ax.twinx(); ax2.plot(x, [r["utts_per_s"] for r in rows], "s--", color="C1"); ax2.set_ylabel("utterances / s", color="C1")
-    if logx: ax.set_xscale("log", base=2)
+    ax.plot(x, [r[metric] for r in rows], "o-", color="C0")
+    ax.set_xlabel(field)
+    ax.set_ylabel(metric, color="C0")
+    ax2 = ax.twinx()
+    ax2.plot(x, [r["utts_per_s"] for r in rows], "s--", color="C1")
+    ax2.set_ylabel("utterances / s", color="C1")
+    if logx:
+        ax.set_xscale("log", base=2)
     ax.set_title(f"{metric} and speed vs {field}")
     return ax.figure
 
 # %% ../nbs/11_evaluation.ipynb #b8b517b0
 ABLATIONS = ("zero", "noise", "swap")
 
-def ablate_features(features: torch.Tensor, lens: torch.Tensor, mode: str, gen: torch.Generator | None = None):
-    "Return (features, lens) with the audio zeroed, replaced by RMS-matched noise, or swapped with the next utterance's."
+def ablate_features(
+    features: torch.Tensor, lens: torch.Tensor, mode: str, gen: torch.Generator | None = None
+):
+    """Return (features, lens) with the audio zeroed, replaced by RMS-matched noise, or swapped with the next
+    utterance's."""
     B, T, _ = features.shape                                                    # (B, T, d_w)
-    if mode == "zero": return torch.zeros_like(features), lens
+    if mode == "zero":
+        return torch.zeros_like(features), lens
     if mode == "swap":
-        if B < 2: raise EvalError("the 'swap' ablation needs batches of at least 2 utterances")
+        if B < 2:
+            raise EvalError("the 'swap' ablation needs batches of at least 2 utterances")
         return features.roll(1, 0), lens.roll(1, 0)                             # utterance i gets i-1's audio
     if mode == "noise":
-        valid = (torch.arange(T, device=features.device)[None] < lens[:, None])[..., None]   # (B, T, 1)
-        rms = ((features.pow(2) * valid).sum((1, 2)) / (valid.sum((1, 2)) * features.shape[-1]).clamp(min=1)).sqrt()
+        valid = (torch.arange(T, device=features.device)[None] < lens[:, None])[..., None]  # (B, T, 1)
+        rms = (
+            (features.pow(2) * valid).sum((1, 2)) / (valid.sum((1, 2)) * features.shape[-1]).clamp(min=1)
+        ).sqrt()
         noise = torch.randn(features.shape, generator=gen, device=features.device, dtype=features.dtype)
         return torch.where(valid, noise * rms[:, None, None], features), lens
     raise EvalError(f"unknown ablation '{mode}'; choose one of {', '.join(ABLATIONS)}")
@@ -204,45 +270,73 @@ def edit_distance(a: list, b: list) -> int:
     prev = list(range(len(b) + 1))
     for i, x in enumerate(a, 1):
         cur = [i]
-        for j, y in enumerate(b, 1): cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
+        for j, y in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
         prev = cur
     return prev[-1]
 
 # %% ../nbs/11_evaluation.ipynb #488a620c
 def audio_ablations(model, batches, sample_cfg: SampleConfig, text_encoder, modes: Iterable[str] = ABLATIONS,
                     normal: dict | None = None) -> dict:
-    "Scores under each audio ablation, how far the outputs move from the normal ones, and (swap) WER against the donor."
+    """Scores under each audio ablation, how far the outputs move from the normal ones, and (swap) WER against
+    the donor."""
     normal = normal or transcribe_batches(model, batches, sample_cfg, text_encoder)
     res = {"normal": {**score(normal["hyps"], normal["refs"]), "token_change": 0.0, "identical": 1.0}}
     for mode in modes:
         g = torch.Generator().manual_seed(sample_cfg.seed + 1)
-        fn = lambda f, l: ablate_features(f, l, mode, torch.Generator(f.device).manual_seed(int(torch.randint(0, 2**31, (1,), generator=g))))
+
+        def fn(f, lens):
+            seed = int(torch.randint(0, 2**31, (1,), generator=g))
+            return ablate_features(f, lens, mode, torch.Generator(f.device).manual_seed(seed))
+
         r = transcribe_batches(model, batches, sample_cfg, text_encoder, feature_fn=fn)
         change = [edit_distance(a, b) / max(len(b), 1) for a, b in zip(r["ids"], normal["ids"])]
-        res[mode] = {**score(r["hyps"], r["refs"]), "token_change": float(np.mean(change)),
-                     "identical": float(np.mean([a == b for a, b in zip(r["ids"], normal["ids"])])), "hyps": r["hyps"]}
+        res[mode] = {
+            **score(r["hyps"], r["refs"]),
+            "token_change": float(np.mean(change)),
+            "identical": float(np.mean([a == b for a, b in zip(r["ids"], normal["ids"])])),
+            "hyps": r["hyps"],
+        }
         if mode == "swap":
-            donors = [t for b in batches for t in list(b["text"])[-1:] + list(b["text"])[:-1]]   # roll(1) per batch
+            # roll(1) per batch
+            donors = [t for b in batches for t in list(b["text"])[-1:] + list(b["text"])[:-1]]
             res[mode]["wer_vs_donor"] = wer_scores(r["hyps"], donors[:len(r["hyps"])])["wer"]
     return res
 
 # %% ../nbs/11_evaluation.ipynb #58a92c8b
 @torch.no_grad()
-def whisper_greedy(whisper_model, audios: list[np.ndarray], language: str | None = "en", task: str = "transcribe",
-                   batch_size: int = 8, sample_len: int | None = None) -> dict:
+def whisper_greedy(
+    whisper_model,
+    audios: list[np.ndarray],
+    language: str | None = "en",
+    task: str = "transcribe",
+    batch_size: int = 8,
+    sample_len: int | None = None,
+) -> dict:
     "openai-whisper's autoregressive greedy decoder on 16 kHz clips: hypotheses and timing."
     import whisper
     dev = next(whisper_model.parameters()).device
     if not whisper_model.is_multilingual:
-        if task != "transcribe": raise EvalError("an English-only Whisper (.en) cannot translate; use a multilingual checkpoint")
+        if task != "transcribe":
+            raise EvalError("an English-only Whisper (.en) cannot translate; use a multilingual checkpoint")
         language = "en"
     opts = whisper.DecodingOptions(task=task, language=language, temperature=0.0, without_timestamps=True,
                                    fp16=dev.type == "cuda", sample_len=sample_len)
     hyps = []
-    _sync(dev); t0 = time.perf_counter()
+    _sync(dev)
+    t0 = time.perf_counter()
     for i in range(0, len(audios), batch_size):
-        mel = torch.stack([whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.as_tensor(a, dtype=torch.float32)),
-                                                       n_mels=whisper_model.dims.n_mels) for a in audios[i:i + batch_size]])
-        hyps += [r.text.strip() for r in whisper.decode(whisper_model, mel.to(dev), opts)]   # mel (b, n_mels, 3000)
-    _sync(dev); secs = time.perf_counter() - t0
+        mel = torch.stack(
+            [
+                whisper.log_mel_spectrogram(
+                    whisper.pad_or_trim(torch.as_tensor(a, dtype=torch.float32)),
+                    n_mels=whisper_model.dims.n_mels,
+                )
+                for a in audios[i : i + batch_size]
+            ]
+        )
+        # mel (b, n_mels, 3000)
+        hyps += [r.text.strip() for r in whisper.decode(whisper_model, mel.to(dev), opts)]
+    _sync(dev)
+    secs = time.perf_counter() - t0
     return dict(hyps=hyps, seconds=secs, n_utts=len(hyps), utts_per_s=len(hyps) / max(secs, 1e-9))

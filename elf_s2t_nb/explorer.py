@@ -18,25 +18,51 @@ __all__ = ['plot_trajectory', 'trajectory_texts', 'utterances', 'Explorer', 'wid
 
 # %% ../nbs/12a_explorer.ipynb #fc87928f
 def _word_colours(text: str, ref: str | None) -> list[tuple[str, str]]:
-    "(word, colour) pairs: green if the normalised word occurs in the normalised reference, red if not, black without one."
-    if ref is None: return [(w, "black") for w in text.split()]
+    """(word, colour) pairs: green if the normalised word occurs in the normalised reference, red if not,
+    black without one."""
+    if ref is None:
+        return [(w, "black") for w in text.split()]
     ref_words = set(normalise([ref])[0].split())
-    return [(w, "green" if set(normalise([w])[0].split()) <= ref_words and normalise([w])[0] else "red") for w in text.split()]
+    return [
+        (w, "green" if set(normalise([w])[0].split()) <= ref_words and normalise([w])[0] else "red")
+        for w in text.split()
+    ]
 
 def plot_trajectory(texts: list[str], ts: list[float], ref: str | None = None, title: str | None = None):
-    "A static figure of the denoising trajectory: one line per step (t, decoded text), words coloured against `ref`."
+    """A static figure of the denoising trajectory: one line per step (t, decoded text), words coloured
+    against `ref`."""
     import matplotlib.pyplot as plt
     from matplotlib.offsetbox import AnchoredOffsetbox, HPacker, TextArea, VPacker
-    if len(texts) != len(ts): raise EvalError(f"{len(texts)} texts but {len(ts)} times: pass one time per step")
-    lines = [HPacker(children=[TextArea(f"t={t:4.2f} ", textprops=dict(family="monospace", size=8, color="gray"))] +
-                     [TextArea(w, textprops=dict(size=8, color=c)) for w, c in _word_colours(txt, ref)], sep=3, pad=0)
-             for t, txt in zip(ts, texts)]
-    if ref is not None: lines.append(TextArea(f"reference: {ref}", textprops=dict(size=8, color="navy", style="italic")))
-    head = TextArea(title or "denoising trajectory: the decoded x-prediction at each step", textprops=dict(size=9, weight="bold"))
+    if len(texts) != len(ts):
+        raise EvalError(f"{len(texts)} texts but {len(ts)} times: pass one time per step")
+    lines = [
+        HPacker(
+            children=[TextArea(f"t={t:4.2f} ", textprops=dict(family="monospace", size=8, color="gray"))]
+            + [TextArea(w, textprops=dict(size=8, color=c)) for w, c in _word_colours(txt, ref)],
+            sep=3,
+            pad=0,
+        )
+        for t, txt in zip(ts, texts)
+    ]
+    if ref is not None:
+        lines.append(TextArea(f"reference: {ref}", textprops=dict(size=8, color="navy", style="italic")))
+    head = TextArea(
+        title or "denoising trajectory: the decoded x-prediction at each step",
+        textprops=dict(size=9, weight="bold"),
+    )
     fig = plt.figure(figsize=(8, 0.19 * (len(lines) + 1) + 0.15), dpi=90)
-    ax = fig.add_axes((0.01, 0.02, 0.98, 0.96)); ax.axis("off")
-    ax.add_artist(AnchoredOffsetbox(loc="upper left", child=VPacker(children=[head, *lines], sep=3, pad=0), frameon=False,
-                                    bbox_to_anchor=(0, 1), bbox_transform=ax.transAxes, borderpad=0))
+    ax = fig.add_axes((0.01, 0.02, 0.98, 0.96))
+    ax.axis("off")
+    ax.add_artist(
+        AnchoredOffsetbox(
+            loc="upper left",
+            child=VPacker(children=[head, *lines], sep=3, pad=0),
+            frameon=False,
+            bbox_to_anchor=(0, 1),
+            bbox_transform=ax.transAxes,
+            borderpad=0,
+        )
+    )
     return fig
 
 # %% ../nbs/12a_explorer.ipynb #d7683c81
@@ -46,33 +72,57 @@ def trajectory_texts(trajectory: torch.Tensor, text_encoder) -> list[list[str]]:
 
 # %% ../nbs/12a_explorer.ipynb #b077fa48
 def utterances(batches: list[dict], audios: list | None = None) -> list[dict]:
-    "Single utterances out of batches: features (T, d_w) cut to their length, ids (L,), text, uid, and audio if given."
+    """Single utterances out of batches: features (T, d_w) cut to their length, ids (L,), text, uid, and audio
+    if given."""
     utts = []
     for b in batches:
         for i in range(len(b["text"])):
             n = int(b["feat_lens"][i])
-            utts.append(dict(features=b["features"][i, :n], ids=b["ids"][i], text=b["text"][i], uid=b["uid"][i]))
+            utts.append(
+                dict(features=b["features"][i, :n], ids=b["ids"][i], text=b["text"][i], uid=b["uid"][i])
+            )
     if audios is not None:
-        if len(audios) != len(utts): raise EvalError(f"{len(audios)} audio clips for {len(utts)} utterances: pass one clip per utterance, in batch order")
-        for u, a in zip(utts, audios): u["audio"] = np.asarray(a, dtype=np.float32)
+        if len(audios) != len(utts):
+            raise EvalError(
+                f"{len(audios)} audio clips for {len(utts)} utterances: pass one clip per utterance, in "
+                "batch order"
+            )
+        for u, a in zip(utts, audios):
+            u["audio"] = np.asarray(a, dtype=np.float32)
     return utts
 
 class Explorer:
-    "Sample one utterance at a CFG scale with the trajectory recorded; decoded steps are cached per (utterance, scale)."
+    """Sample one utterance at a CFG scale with the trajectory recorded; decoded steps are cached per
+    (utterance, scale)."""
     def __init__(self, model, utts: list[dict], text_encoder, sample_cfg: SampleConfig | None = None):
-        self.model, self.utts, self.te, self.cfg, self.cache = model, utts, text_encoder, sample_cfg or SampleConfig(), {}
+        self.model, self.utts, self.te, self.cfg, self.cache = (
+            model,
+            utts,
+            text_encoder,
+            sample_cfg or SampleConfig(),
+            {},
+        )
 
     def run(self, i: int, cfg_scale: float | None = None) -> dict:
         "{'ts', 'texts' (one per step), 'hyp', 'ref', 'uid'} of utterance `i` sampled at `cfg_scale`."
         w = self.cfg.cfg_scale if cfg_scale is None else float(cfg_scale)
         if (i, w) not in self.cache:
             u = self.utts[i]
-            batch = dict(features=u["features"][None], feat_lens=torch.tensor([len(u["features"])]), ids=u["ids"][None],
-                         text=[u["text"]], uid=[u["uid"]])
-            r = transcribe_batches(self.model, [batch], replace(self.cfg, cfg_scale=w), self.te, keep=True, record=True)
+            batch = dict(
+                features=u["features"][None],
+                feat_lens=torch.tensor([len(u["features"])]),
+                ids=u["ids"][None],
+                text=[u["text"]],
+                uid=[u["uid"]],
+            )
+            r = transcribe_batches(
+                self.model, [batch], replace(self.cfg, cfg_scale=w), self.te, keep=True, record=True
+            )
             k = r["kept"][0]
             texts = [t[0] for t in trajectory_texts(k["trajectory"], self.te)]
-            self.cache[(i, w)] = dict(ts=k["times"].tolist(), texts=texts + r["hyps"], hyp=r["hyps"][0], ref=u["text"], uid=u["uid"])
+            self.cache[(i, w)] = dict(
+                ts=k["times"].tolist(), texts=texts + r["hyps"], hyp=r["hyps"][0], ref=u["text"], uid=u["uid"]
+            )
         return self.cache[(i, w)]
 
 # %% ../nbs/12a_explorer.ipynb #e58be0d6
@@ -81,46 +131,86 @@ def widgets_available() -> bool:
     try:
         import ipywidgets  # noqa: F401
         from IPython import get_ipython
-    except ImportError: return False
+    except ImportError:
+        return False
     ip = get_ipython()
     return ip is not None and "IPKernelApp" in getattr(ip, "config", {})
 
 def wav_bytes(audio: np.ndarray, sr: int = 16_000) -> bytes:
     "16-bit PCM WAV bytes of a float clip (for an audio player)."
-    import io, soundfile as sf
-    buf = io.BytesIO(); sf.write(buf, np.clip(audio, -1, 1), sr, format="WAV", subtype="PCM_16")
+    import io
+    import soundfile as sf
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(audio, -1, 1), sr, format="WAV", subtype="PCM_16")
     return buf.getvalue()
 
 def step_html(r: dict, j: int) -> str:
     "HTML of step `j` of an `Explorer.run` result: time, coloured words, the final output and the reference."
     from html import escape
-    words = " ".join(f'<span style="color:{c}">{escape(w)}</span>' for w, c in _word_colours(r["texts"][j], r["ref"]))
-    last = "final output" if j == len(r["texts"]) - 1 else f"step {j + 1} of {len(r['texts']) - 1}, t = {r['ts'][j]:.2f}"
-    return (f"<div style='font-family:monospace'><b>{last}</b>: {words or '<i>(empty)</i>'}<br>"
-            f"<span style='color:gray'>final: {escape(r['hyp'])}</span><br><span style='color:navy'>reference: {escape(r['ref'])}</span></div>")
 
-def explore(model, batches: list[dict], text_encoder, sample_cfg: SampleConfig | None = None, audios: list | None = None,
-            cfg_scales=(1.0, 1.5, 2.0, 3.0, 4.0), static: bool | None = None):
-    "An ipywidgets explorer of utterances, trajectories and CFG scales; a static matplotlib figure without a front end."
+    words = " ".join(
+        f'<span style="color:{c}">{escape(w)}</span>' for w, c in _word_colours(r["texts"][j], r["ref"])
+    )
+    last = (
+        "final output"
+        if j == len(r["texts"]) - 1
+        else f"step {j + 1} of {len(r['texts']) - 1}, t = {r['ts'][j]:.2f}"
+    )
+    return (
+        f"<div style='font-family:monospace'><b>{last}</b>: {words or '<i>(empty)</i>'}<br>"
+        f"<span style='color:gray'>final: {escape(r['hyp'])}</span><br><span style='color:navy'>reference: "
+        f"{escape(r['ref'])}</span></div>"
+    )
+
+def explore(
+    model,
+    batches: list[dict],
+    text_encoder,
+    sample_cfg: SampleConfig | None = None,
+    audios: list | None = None,
+    cfg_scales=(1.0, 1.5, 2.0, 3.0, 4.0),
+    static: bool | None = None,
+):
+    """An ipywidgets explorer of utterances, trajectories and CFG scales; a static matplotlib figure without a
+    front end."""
     ex = Explorer(model, utterances(batches, audios), text_encoder, sample_cfg)
-    if static is None: static = not widgets_available()
+    if static is None:
+        static = not widgets_available()
     if static:
         r = ex.run(0)
-        return plot_trajectory(r["texts"], r["ts"], r["ref"], title=f"{r['uid']}: denoising trajectory at CFG scale {ex.cfg.cfg_scale:g}")
+        return plot_trajectory(
+            r["texts"],
+            r["ts"],
+            r["ref"],
+            title=f"{r['uid']}: denoising trajectory at CFG scale {ex.cfg.cfg_scale:g}",
+        )
     import ipywidgets as W
-    pick = W.Dropdown(options=[(f"{u['uid']}: {u['text'][:50]}", i) for i, u in enumerate(ex.utts)], description="utterance")
-    scale = W.SelectionSlider(options=[float(w) for w in cfg_scales], value=min(cfg_scales, key=lambda w: abs(w - ex.cfg.cfg_scale)), description="audio CFG")
+
+    pick = W.Dropdown(
+        options=[(f"{u['uid']}: {u['text'][:50]}", i) for i, u in enumerate(ex.utts)], description="utterance"
+    )
+    scale = W.SelectionSlider(
+        options=[float(w) for w in cfg_scales],
+        value=min(cfg_scales, key=lambda w: abs(w - ex.cfg.cfg_scale)),
+        description="audio CFG",
+    )
     step, text = W.IntSlider(min=0, max=1, value=1, description="step"), W.HTML()
-    player = W.Audio(format="wav", autoplay=False) if "audio" in ex.utts[0] else W.HTML("<i>(no audio given)</i>")
+    player = (
+        W.Audio(format="wav", autoplay=False) if "audio" in ex.utts[0] else W.HTML("<i>(no audio given)</i>")
+    )
     def refresh(*_):
         r = ex.run(pick.value, scale.value)
         step.max = len(r["texts"]) - 1
         text.value = step_html(r, min(step.value, step.max))
     def new_utterance(*_):
-        if "audio" in ex.utts[pick.value]: player.value = wav_bytes(ex.utts[pick.value]["audio"])
+        if "audio" in ex.utts[pick.value]:
+            player.value = wav_bytes(ex.utts[pick.value]["audio"])
         step.max = len(ex.run(pick.value, scale.value)["texts"]) - 1
-        step.value = step.max; refresh()                      # start at the final output
-    pick.observe(new_utterance, "value"); scale.observe(refresh, "value"); step.observe(refresh, "value")
+        step.value = step.max
+        refresh()                      # start at the final output
+    pick.observe(new_utterance, "value")
+    scale.observe(refresh, "value")
+    step.observe(refresh, "value")
     new_utterance(None)
     box = W.VBox([W.HBox([pick, scale]), player, step, text])
     box.explorer, box.refresh = ex, refresh

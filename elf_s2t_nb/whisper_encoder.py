@@ -4,7 +4,11 @@
 
 # %% ../nbs/02_whisper_encoder.ipynb #3530f9fd
 from __future__ import annotations
-import hashlib, re, time, warnings, zlib
+import hashlib
+import re
+import time
+import warnings
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,7 +19,7 @@ import whisper
 
 from .core import atomic_torch_save, cache_dir, get_device
 from .audio import AudioError, HOP_LENGTH, SAMPLE_RATE, WINDOW_SAMPLES, log_mel, synthesize
-from .whisper_weights import WhisperWeightsError, load_whisper, transcribe   # re-exported here
+from .whisper_weights import WhisperWeightsError, load_whisper, transcribe  # noqa: F401 (re-exported here)
 
 # %% auto #0
 __all__ = ['encode_frames', 'WhisperEncoder', 'frame_cosine', 'FeatureCache', 'benchmark_encoder', 'benchmark_cache']
@@ -24,18 +28,24 @@ __all__ = ['encode_frames', 'WhisperEncoder', 'frame_cosine', 'FeatureCache', 'b
 def _self_attention(attn, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     "openai-whisper's MultiHeadAttention on `x` (B, T, d), attending only where `mask` (B, 1, 1, T) is True."
     B, T, d = x.shape
-    q, k, v = (lin(x).view(B, T, attn.n_head, d // attn.n_head).transpose(1, 2) for lin in (attn.query, attn.key, attn.value))
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)     # (B, h, T, d/h), scale 1/sqrt(d/h) as Whisper's
+    q, k, v = (
+        lin(x).view(B, T, attn.n_head, d // attn.n_head).transpose(1, 2)
+        for lin in (attn.query, attn.key, attn.value)
+    )
+    # (B, h, T, d/h), scale 1/sqrt(d/h) as Whisper's
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     return attn.out(out.transpose(1, 2).reshape(B, T, d))
 
 def encode_frames(encoder, mel: torch.Tensor, # (B, n_mels, 2T) log-mel frames, T <= n_audio_ctx
-                  lengths: torch.Tensor | None = None) -> torch.Tensor: # (B, T, d); rows past `lengths` are zero
+                  # (B, T, d); rows past `lengths` are zero
+                  lengths: torch.Tensor | None = None) -> torch.Tensor:
     "Whisper's AudioEncoder on any number of frames: positional embedding sliced, padded frames masked."
     x = F.gelu(encoder.conv2(F.gelu(encoder.conv1(mel)))).permute(0, 2, 1)      # (B, T, d)
     B, T, _ = x.shape
     assert T <= encoder.positional_embedding.shape[0], "more than 30 s of mel frames"
     x = (x + encoder.positional_embedding[:T]).to(x.dtype)
-    valid = None if lengths is None else torch.arange(T, device=x.device) < lengths.to(x.device)[:, None]   # (B, T)
+    # (B, T)
+    valid = None if lengths is None else torch.arange(T, device=x.device) < lengths.to(x.device)[:, None]
     mask = None if valid is None or bool(valid.all()) else valid[:, None, None, :]
     for block in encoder.blocks:
         x = x + _self_attention(block.attn, block.attn_ln(x), mask)
@@ -46,8 +56,14 @@ def encode_frames(encoder, mel: torch.Tensor, # (B, n_mels, 2T) log-mel frames, 
 # %% ../nbs/02_whisper_encoder.ipynb #1ec442d7
 def _mels(audios: list[np.ndarray], n_frames: int, n_mels: int) -> torch.Tensor: # (B, n_mels, 2*n_frames)
     "Log-mel frames of each clip as in its zero-padded 30 s window, computing only the first 2*n_frames."
-    n = min(WINDOW_SAMPLES, 2 * n_frames * HOP_LENGTH + 400)           # 400 = whisper's N_FFT: one window past the end
-    return torch.stack([log_mel(whisper.pad_or_trim(np.asarray(a, np.float32), n), n_mels)[:, :2 * n_frames] for a in audios])
+    # 400 = whisper's N_FFT: one window past the end
+    n = min(WINDOW_SAMPLES, 2 * n_frames * HOP_LENGTH + 400)
+    return torch.stack(
+        [
+            log_mel(whisper.pad_or_trim(np.asarray(a, np.float32), n), n_mels)[:, : 2 * n_frames]
+            for a in audios
+        ]
+    )
 
 # %% ../nbs/02_whisper_encoder.ipynb #1829d67a
 class WhisperEncoder:
@@ -56,7 +72,8 @@ class WhisperEncoder:
                  true_length: bool = True, # encode only the real frames instead of the 30 s window
                  device="cpu"):
         self.name, self.true_length, self.device = name, true_length, get_device(device)
-        self.model = load_whisper(name, self.device).eval().requires_grad_(False)   # the whole model (for transcribe)
+        # the whole model (for transcribe)
+        self.model = load_whisper(name, self.device).eval().requires_grad_(False)
         dims = self.model.dims
         self.d_model, self.n_mels, self.max_frames = dims.n_audio_state, dims.n_mels, dims.n_audio_ctx
         enc = self.model.encoder
@@ -77,15 +94,23 @@ def _encode(self: WhisperEncoder, audios: list[np.ndarray]) -> tuple[torch.Tenso
     "Features (B, T, d) float32 and real frame counts (B,) of 16 kHz clips (each up to 30 s)."
     for i, a in enumerate(audios):
         if np.ndim(a) != 1 or len(a) < HOP_LENGTH:
-            raise AudioError(f"clip {i}: shape {np.shape(a)}; pass 1-D 16 kHz float32 arrays from load_audio()")
-        if len(a) > WINDOW_SAMPLES: raise AudioError(f"clip {i} lasts {len(a) / SAMPLE_RATE:.1f} s, longer than Whisper's 30 s window; split it with split_windows()")
+            raise AudioError(
+                f"clip {i}: shape {np.shape(a)}; pass 1-D 16 kHz float32 arrays from load_audio()"
+            )
+        if len(a) > WINDOW_SAMPLES:
+            raise AudioError(
+                f"clip {i} lasts {len(a) / SAMPLE_RATE:.1f} s, longer than Whisper's 30 s window; split it "
+                "with split_windows()"
+            )
     lengths = torch.tensor([self.n_frames(len(a)) for a in audios], device=self.device)
     if self.true_length:
         T = int(lengths.max())
         mel = _mels(audios, T, self.n_mels).to(self.device)                           # (B, n_mels, 2T)
         mel = mel * (torch.arange(2 * T, device=self.device) < 2 * lengths[:, None])[:, None, :]
         feats = encode_frames(self.model.encoder, mel, lengths)                      # (B, T, d)
-    else: feats = self.model.encoder(_mels(audios, self.max_frames, self.n_mels).to(self.device))  # (B, 1500, d)
+    else:
+        # (B, 1500, d)
+        feats = self.model.encoder(_mels(audios, self.max_frames, self.n_mels).to(self.device))
     return feats.float(), lengths
 
 WhisperEncoder.encode = _encode
@@ -100,7 +125,9 @@ class FeatureCache:
     "Whisper features on disk (fp16), keyed by audio content + encoder id; misses computed in batches."
     def __init__(self, encoder: WhisperEncoder, root: str | Path | None = None, batch_size: int = 16):
         self.encoder, self.batch_size = encoder, batch_size
-        self.root = Path(root) if root is not None else cache_dir("features", re.sub(r"[^\w.-]", "_", encoder.id))
+        self.root = (
+            Path(root) if root is not None else cache_dir("features", re.sub(r"[^\w.-]", "_", encoder.id))
+        )
         self.hits = self.misses = 0
 
     def key(self, audio: np.ndarray) -> str:
@@ -114,22 +141,30 @@ class FeatureCache:
 # %% ../nbs/02_whisper_encoder.ipynb #c6bcd425
 def _read_entry(self: FeatureCache, path: Path, n_frames: int) -> torch.Tensor | None:
     "The cached (T, d) features at `path`, or None (with a warning when the entry is damaged)."
-    if not path.is_file(): return None
+    if not path.is_file():
+        return None
     try:
         e = torch.load(path, weights_only=True)
         f, want = e["features"], (n_frames, self.encoder.d_model)
-        if not isinstance(f, torch.Tensor) or f.dtype != torch.float16 or tuple(f.shape) != want: problem = f"shape {getattr(f, 'shape', '?')}, expected {want}"
-        elif e["encoder"] != self.encoder.id: problem = f"written by {e['encoder']}"
-        elif zlib.crc32(f.numpy().tobytes()) != e["crc32"]: problem = "checksum mismatch"
-        else: return f.float()
-    except Exception as err: problem = f"unreadable: {type(err).__name__}"
+        if not isinstance(f, torch.Tensor) or f.dtype != torch.float16 or tuple(f.shape) != want:
+            problem = f"shape {getattr(f, 'shape', '?')}, expected {want}"
+        elif e["encoder"] != self.encoder.id:
+            problem = f"written by {e['encoder']}"
+        elif zlib.crc32(f.numpy().tobytes()) != e["crc32"]:
+            problem = "checksum mismatch"
+        else:
+            return f.float()
+    except Exception as err:
+        problem = f"unreadable: {type(err).__name__}"
     warnings.warn(f"feature cache entry {path} is damaged ({problem}); recomputing it")
     return None
 
 def _write_entry(self: FeatureCache, path: Path, f: torch.Tensor) -> torch.Tensor:
     "Store (T, d) features as fp16 atomically; return them as read back (fp16 values, float32 dtype)."
     f16 = f.detach().to("cpu", torch.float16).contiguous()
-    atomic_torch_save({"features": f16, "encoder": self.encoder.id, "crc32": zlib.crc32(f16.numpy().tobytes())}, path)
+    atomic_torch_save(
+        {"features": f16, "encoder": self.encoder.id, "crc32": zlib.crc32(f16.numpy().tobytes())}, path
+    )
     return f16.float()
 
 FeatureCache._read_entry, FeatureCache._write_entry = _read_entry, _write_entry
@@ -139,12 +174,16 @@ def _get(self: FeatureCache, audios: list[np.ndarray]) -> list[torch.Tensor]:
     "(T_i, d) float32 features of each clip: read from disk, or computed in batches and stored."
     keys = [self.key(a) for a in audios]
     found = {k: self._read_entry(self.path(k), self.encoder.n_frames(len(a))) for k, a in zip(keys, audios)}
-    todo = sorted({k: i for i, k in enumerate(keys) if found[k] is None}.items(), key=lambda ki: len(audios[ki[1]]))
-    self.hits += sum(found[k] is not None for k in keys); self.misses += len(keys) - sum(found[k] is not None for k in keys)
+    todo = sorted(
+        {k: i for i, k in enumerate(keys) if found[k] is None}.items(), key=lambda ki: len(audios[ki[1]])
+    )
+    self.hits += sum(found[k] is not None for k in keys)
+    self.misses += len(keys) - sum(found[k] is not None for k in keys)
     for s in range(0, len(todo), self.batch_size):       # similar lengths share a batch: little padding
         batch = todo[s:s + self.batch_size]
         feats, lengths = self.encoder.encode([audios[i] for _, i in batch])
-        for (k, _), f, n in zip(batch, feats, lengths): found[k] = self._write_entry(self.path(k), f[:int(n)])
+        for (k, _), f, n in zip(batch, feats, lengths):
+            found[k] = self._write_entry(self.path(k), f[:int(n)])
     return [found[k] for k in keys]
 
 FeatureCache.get = _get
@@ -154,15 +193,19 @@ FeatureCache.get = _get
 def _torch_threads(n: int | None):
     "Run with `n` torch CPU threads (None: leave as is); on a shared CPU one thread gives steadier timings."
     old = torch.get_num_threads()
-    if n: torch.set_num_threads(n)
-    try: yield
-    finally: torch.set_num_threads(old)
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 # %% ../nbs/02_whisper_encoder.ipynb #58398d8f
 def benchmark_encoder(names=("tiny.en", "base"), seconds=(3.0, 8.0), repeats: int = 5, device="cpu",
                       threads: int | None = None) -> list[dict]:
     "Seconds per clip, full 30 s window vs true length, per model and clip duration (min over `repeats`)."
-    with _torch_threads(threads): return _benchmark_encoder(names, seconds, repeats, device)
+    with _torch_threads(threads):
+        return _benchmark_encoder(names, seconds, repeats, device)
 
 def _benchmark_encoder(names, seconds, repeats, device) -> list[dict]:
     speech = synthesize("Whisper turns speech into features; the flow model turns features into text. " * 3)
@@ -174,7 +217,9 @@ def _benchmark_encoder(names, seconds, repeats, device) -> list[dict]:
             times, feats = {m: [] for m in encs}, {}
             for _ in range(repeats):                        # interleaved, so both settings see the same load
                 for m, enc in encs.items():
-                    t0 = time.perf_counter(); f, n = enc.encode([clip]); times[m].append(time.perf_counter() - t0)
+                    t0 = time.perf_counter()
+                    f, n = enc.encode([clip])
+                    times[m].append(time.perf_counter() - t0)
                     feats[m] = f[0, :int(n[0])]
             row = {"model": name, "seconds": s, "full_s": min(times["full"]), "true_s": min(times["true"])}
             row["speedup"] = row["full_s"] / row["true_s"]
@@ -183,15 +228,32 @@ def _benchmark_encoder(names, seconds, repeats, device) -> list[dict]:
     return rows
 
 # %% ../nbs/02_whisper_encoder.ipynb #c131518d
-def benchmark_cache(encoder: WhisperEncoder, n_clips: int = 16, seconds: float = 3.0, threads: int | None = None) -> dict:
+def benchmark_cache(
+    encoder: WhisperEncoder, n_clips: int = 16, seconds: float = 3.0, threads: int | None = None
+) -> dict:
     "Seconds for `FeatureCache.get` on `n_clips` distinct clips: cold (computed) vs warm (read back)."
-    import shutil, tempfile
-    clips = [np.resize(synthesize(f"Clip number {i} of the cache benchmark."), int(seconds * SAMPLE_RATE)) for i in range(n_clips)]
+    import shutil
+    import tempfile
+
+    clips = [
+        np.resize(synthesize(f"Clip number {i} of the cache benchmark."), int(seconds * SAMPLE_RATE))
+        for i in range(n_clips)
+    ]
     root = Path(tempfile.mkdtemp(prefix="elf-cache-bench-"))
     try:
         cache, t = FeatureCache(encoder, root=root), []
         with _torch_threads(threads):
             for _ in range(2):
-                t0 = time.perf_counter(); cache.get(clips); t.append(time.perf_counter() - t0)
-    finally: shutil.rmtree(root, ignore_errors=True)
-    return {"model": encoder.id, "clips": n_clips, "seconds": seconds, "cold_s": t[0], "warm_s": t[1], "speedup": t[0] / t[1]}
+                t0 = time.perf_counter()
+                cache.get(clips)
+                t.append(time.perf_counter() - t0)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return {
+        "model": encoder.id,
+        "clips": n_clips,
+        "seconds": seconds,
+        "cold_s": t[0],
+        "warm_s": t[1],
+        "speedup": t[0] / t[1],
+    }

