@@ -74,7 +74,8 @@ def _load_encoder(name: str, seed: int = 0):
             hf_logging.enable_progress_bar()
 
 def _load_encoder_quiet(name: str, seed: int):
-    from transformers import AutoModel, AutoTokenizer, T5Config, T5EncoderModel
+    # transformers loads a model family's code on first use: T5's costs seconds, so MiniLM never touches it
+    from transformers import AutoModel, AutoTokenizer
     if name == "minilm":
         p = minilm_path()
         return (
@@ -82,6 +83,7 @@ def _load_encoder_quiet(name: str, seed: int):
             AutoModel.from_pretrained(p, local_files_only=True),
             MINILM_ID,
         )
+    from transformers import T5Config, T5EncoderModel
     if name == "t5-small-random":
         cfg = T5Config(**T5_SMALL, is_encoder_decoder=False, use_cache=False)
         with torch.random.fork_rng(devices=[]):
@@ -98,6 +100,25 @@ def _load_encoder_quiet(name: str, seed: int):
         ) from None
     return tok, model, name.rstrip("/").replace("/", "--")
 
+def _load_tokenizer(name: str, seed: int = 0):
+    "(tokenizer, id, latent width) for an encoder name: all that turning ids into text needs, without the model."
+    from transformers import AutoConfig, AutoTokenizer
+    if name == "minilm":
+        p = minilm_path()
+        width = AutoConfig.from_pretrained(p, local_files_only=True).hidden_size
+        return AutoTokenizer.from_pretrained(p, local_files_only=True), MINILM_ID, width
+    if name == "t5-small-random":
+        return t5_standin_tokenizer(), f"t5-small-random-s{seed}", T5_SMALL["d_model"]
+    try:
+        tok = AutoTokenizer.from_pretrained(name)
+        config = AutoConfig.from_pretrained(name)
+    except (OSError, ValueError) as e:
+        raise TextEncoderError(
+            f"cannot load text encoder '{name}' ({type(e).__name__}: {str(e)[:200]}); offline, "
+            f"use 'minilm' or 't5-small-random', or pass a local folder"
+        ) from None
+    return tok, name.rstrip("/").replace("/", "--"), getattr(config, "d_model", None) or config.hidden_size
+
 # %% ../nbs/04_text_latents.ipynb #52dcb800
 class TextEncoder:
     "A frozen text encoder: texts -> (ids (B, L) EOS-padded, latents (B, L, D) = (h - mean) / latent_std)."
@@ -109,8 +130,8 @@ class TextEncoder:
             raise ConfigError(f"max_len must be at least 2 (one token and one EOS), got {max_len}")
         self.name, self.max_len, self.latent_std, self.latent_mean = name, max_len, latent_std, latent_mean
         self.device, self.batch_size, self.n_truncated = get_device(device), batch_size, 0
-        self.tokenizer, model, self.id = _load_encoder(name)
-        self.model = model.to(self.device).eval().requires_grad_(False)
+        self.tokenizer, self.id, self.dim = _load_tokenizer(name)
+        self._model = None  # loaded on first use: decoding ids to text needs only the tokenizer
         tk = self.tokenizer
         self.prefix_id = (
             tk.cls_token_id if tk.cls_token_id is not None and tk.sep_token_id is not None else None
@@ -119,12 +140,15 @@ class TextEncoder:
         if self.eos_id is None:
             raise TextEncoderError(f"text encoder '{name}' has neither [SEP] nor an EOS token")
         self.pad_id = self.eos_id  # ids are padded with EOS (ELF's pad_token: eos)
-        self.dim, self.vocab_size = (
-            self.model.config.hidden_size
-            if hasattr(self.model.config, "hidden_size")
-            else self.model.config.d_model,
-            len(tk),
-        )
+        self.vocab_size = len(tk)
+
+    @property
+    def model(self):
+        "The frozen encoder, loaded on first use (importing a transformers model family costs seconds)."
+        if self._model is None:
+            model = _load_encoder(self.name)[1]
+            self._model = model.to(self.device).eval().requires_grad_(False)
+        return self._model
 
     @classmethod
     def from_config(
