@@ -72,7 +72,11 @@ def scores(run_dir: Path) -> dict:
     batches = [ds.__getitems__(i.tolist()) for i in idx]
     sc = r.cfg.sample
     no_cfg = dataclasses.replace(sc, cfg_scale=1.0)
-    res = {}
+    slots = torch.ceil(ds.feat_lens.float() / r.cfg.projector.stack)   # audio slots that hold speech
+    tokens = (ds.ids != r.vocab.eos_id).sum(1).float() + 1               # words' tokens + the first EOS
+    ratio = slots / tokens
+    res = {"slots_per_token": {"mean": ratio.mean().item(), "std": ratio.std().item(),
+                               "slots": slots.mean().item(), "tokens": tokens.mean().item()}}
     for tag, s, null in [("cfg", sc, False), ("nocfg", no_cfg, False), ("prior", no_cfg, True)]:
         o = transcribe_batches(r.model, batches, s, r.vocab, null_cond=null)
         m = score(o["hyps"], o["refs"])
