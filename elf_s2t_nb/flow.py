@@ -18,12 +18,14 @@ __all__ = ['add_noise', 'sample_t', 'x_to_v', 'v_mse', 'text_loss_mask', 'seq_lo
 # %% ../nbs/07_flow_matching.ipynb #9d62cbdc
 def _randn(*shape, gen: torch.Generator | None = None, device=None) -> Tensor:
     "Standard normal draws of `shape`, from `gen` when given, placed on `device`."
-    if gen is None: return torch.randn(*shape, device=device)
+    if gen is None:
+        return torch.randn(*shape, device=device)
     return torch.randn(*shape, generator=gen, device=gen.device).to(device)
 
 def _rand(*shape, gen: torch.Generator | None = None, device=None) -> Tensor:
     "Uniform [0, 1) draws of `shape`, from `gen` when given, placed on `device`."
-    if gen is None: return torch.rand(*shape, device=device)
+    if gen is None:
+        return torch.rand(*shape, device=device)
     return torch.rand(*shape, generator=gen, device=gen.device).to(device)
 
 def _bcast(t: Tensor, x: Tensor) -> Tensor:
@@ -48,8 +50,10 @@ def sample_t(n: int,                      # number of rows
              schedule: str = "logit_normal",  # 'logit_normal' or 'uniform'
              device=None) -> Tensor:
     "Training times (n,): sigmoid(N(p_mean, p_std)) for 'logit_normal', U[0, 1) for 'uniform'."
-    if schedule == "logit_normal": return torch.sigmoid(p_mean + p_std * _randn(n, gen=gen, device=device))
-    if schedule == "uniform": return _rand(n, gen=gen, device=device)
+    if schedule == "logit_normal":
+        return torch.sigmoid(p_mean + p_std * _randn(n, gen=gen, device=device))
+    if schedule == "uniform":
+        return _rand(n, gen=gen, device=device)
     raise ValueError(f"unknown time schedule {schedule!r}; use 'logit_normal' or 'uniform'")
 
 # %% ../nbs/07_flow_matching.ipynb #7267216d
@@ -73,7 +77,8 @@ def text_loss_mask(n_rows: int, n_text: int,   # B, L
                    lengths: Tensor | None = None,  # (B,) slots that count; None = all (EOS padding included)
                    device=None) -> Tensor:
     "(B, L) float mask of the text slots in the loss: all ones (ELF with EOS padding) or the first `lengths`."
-    if lengths is None: return torch.ones(n_rows, n_text, device=device)
+    if lengths is None:
+        return torch.ones(n_rows, n_text, device=device)
     return (torch.arange(n_text, device=device)[None] < lengths.to(device)[:, None]).float()
 
 def seq_loss_mask(text_mask: Tensor,  # (B, L) mask over the text slots
@@ -87,12 +92,14 @@ def restore_cond(x: Tensor,             # (B, S, D) latents, x_hat or a self-con
                  cond: Tensor | None,   # (B, A, D) clean condition (projected audio); None = no prefix
                 ) -> Tensor:
     "x with its first A slots replaced by `cond` (differentiable in `cond`); unchanged when cond is None."
-    if cond is None or cond.shape[1] == 0: return x
+    if cond is None or cond.shape[1] == 0:
+        return x
     return torch.cat([cond.to(x.dtype), x[:, cond.shape[1]:]], 1)
 
 def restore_v(v: Tensor, n_cond: int) -> Tensor:
     "v with its first `n_cond` slots set to zero: the condition does not move."
-    if n_cond == 0: return v
+    if n_cond == 0:
+        return v
     return torch.cat([v.new_zeros(v.shape[0], n_cond, v.shape[2]), v[:, n_cond:]], 1)
 
 # %% ../nbs/07_flow_matching.ipynb #02b14a11
@@ -132,13 +139,14 @@ def drop_cond(cond: Tensor | None,  # (B, A, D) projected audio slots
               p: float,             # probability of zeroing a row's audio
               gen: torch.Generator | None = None) -> tuple[Tensor | None, Tensor | None]:
     "(cond with a random share `p` of rows zeroed, the (B,) bool mask of dropped rows)."
-    if cond is None: return None, None
+    if cond is None:
+        return None, None
     dropped = _rand(cond.shape[0], gen=gen, device=cond.device) < p
     return cond * (~dropped).to(cond.dtype)[:, None, None], dropped
 
 # %% ../nbs/07_flow_matching.ipynb #63405f7f
 def _net_x(model, z: Tensor, x_prev: Tensor, t: Tensor, w: Tensor, cond: Tensor | None) -> Tensor:
-    "One denoise-mode pass on [z, x_prev] (condition restored in both halves and in the output) -> x_hat (B, S, D)."
+    "One denoise-mode pass on [z, x_prev] (condition restored in both halves and output) -> x_hat (B, S, D)."
     x = torch.cat([restore_cond(z, cond), restore_cond(x_prev, cond)], -1)   # (B, S, 2D)
     return restore_cond(model(x, t, sc_cfg_scale=w)[0], cond)
 
@@ -173,18 +181,25 @@ def _ce_tokens(logits: Tensor, ids: Tensor) -> tuple[Tensor, Tensor]:
 def _stats(loss, l2, ce, hit, den_mask, dec_mask, dec, sc, dropped) -> dict:
     "Detached scalars for logging: the loss, its two parts as means, decode accuracy and row counts."
     nd, nc = den_mask.sum().clamp(min=1), dec_mask.sum().clamp(min=1)
-    return dict(loss=loss.detach(), l2=(l2 * den_mask).sum().detach() / nd, ce=(ce * dec_mask).sum().detach() / nc,
-                acc=(hit * dec_mask).sum() / nc, n_decode=dec.sum(), n_self_cond=sc.sum(),
-                n_audio_drop=dec.new_zeros(()).long() if dropped is None else dropped.sum())
+    return dict(
+        loss=loss.detach(),
+        l2=(l2 * den_mask).sum().detach() / nd,
+        ce=(ce * dec_mask).sum().detach() / nc,
+        acc=(hit * dec_mask).sum() / nc,
+        n_decode=dec.sum(),
+        n_self_cond=sc.sum(),
+        n_audio_drop=dec.new_zeros(()).long() if dropped is None else dropped.sum(),
+    )
 
 # %% ../nbs/07_flow_matching.ipynb #25f276dc
 def _rows(x: Tensor | None, rows: Tensor) -> Tensor | None:
     "x[rows], passing None through."
     return None if x is None else x[rows]
 
-def _noisy_sequence(x0: Tensor, cond: Tensor | None, cfg: FlowConfig, gen) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    "(z (B, S, D) with the clean prefix, t (B,), target v (B, S, D), SC-CFG scale w (B,)) for text latents x0."
-    (B, L, D), A, dev = x0.shape, 0 if cond is None else cond.shape[1], x0.device
+def _noisy_sequence(x0: Tensor, cond: Tensor | None, cfg: FlowConfig,
+                    gen) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    "(z (B, S, D) with the clean prefix, t (B,), target v (B, S, D), SC-CFG scale w (B,)) for latents x0."
+    (B, _, D), A, dev = x0.shape, 0 if cond is None else cond.shape[1], x0.device
     x0s = restore_cond(torch.cat([x0.new_zeros(B, A, D), x0], 1), cond)                  # (B, S, D)
     t = sample_t(B, cfg.p_mean, cfg.p_std, gen=gen, device=dev)
     z = restore_cond(add_noise(x0s, _randn(*x0s.shape, gen=gen, device=dev), t, cfg.noise_scale), cond)
@@ -192,35 +207,40 @@ def _noisy_sequence(x0: Tensor, cond: Tensor | None, cfg: FlowConfig, gen) -> tu
     return z, t, x_to_v(x0s, z, t, cfg.t_eps), w
 
 def _self_condition(model, z, t, v, w, cond, sc: Tensor, cfg: FlowConfig) -> tuple[Tensor, Tensor]:
-    "(gradient-pass input [z, x_prev] (B, S, 2D), target v*): x_prev = x_hat_u and v* guided on the `sc` rows."
+    "(gradient-pass input [z, x_prev] (B, S, 2D), target v*): x_prev = x_hat_u, v* guided on the `sc` rows."
     x_prev, v_star = torch.zeros_like(z), v
     if sc.any():
         x_u, v_u, v_c = self_cond_passes(model, z[sc], t[sc], w[sc], _rows(cond, sc), cfg.t_eps)
-        x_prev, v_star = x_prev.index_put((sc,), x_u), v.index_put((sc,), sc_cfg_target(v[sc], v_c, v_u, w[sc]))
+        x_prev = x_prev.index_put((sc,), x_u)
+        v_star = v.index_put((sc,), sc_cfg_target(v[sc], v_c, v_u, w[sc]))
     return torch.cat([z, restore_cond(x_prev, cond)], -1), v_star
 
 # %% ../nbs/07_flow_matching.ipynb #5c3c34e9
-def training_loss(model,                      # ELF-like network: (x, t, sc_cfg_scale, decoder_mode, logits_rows)
+def training_loss(model,                      # ELF-like network: (x, t, sc_cfg_scale, decoder_mode, ...)
                   x0: Tensor,                 # (B, L, D) clean text latents (EOS-padded)
                   ids: Tensor,                # (B, L) token ids of the text slots
                   loss_mask: Tensor | None,   # (B, L) text slots in the loss (None = all)
-                  cond: Tensor | None = None,  # (B, A, D) projected audio slots (in the graph), None = text only
+                  cond: Tensor | None = None,  # (B, A, D) projected audio slots (in the graph); None: text
                   cfg: FlowConfig | None = None,
                   gen: torch.Generator | None = None) -> tuple[Tensor, dict]:
-    "ELF's loss: [sum CE over decode-row tokens + sum v-MSE over denoise-row tokens] / number of loss-mask tokens."
-    cfg, (B, L, D), dev = cfg or FlowConfig(), x0.shape, x0.device
+    "ELF's loss: [sum CE over decode-row tokens + sum v-MSE over denoise-row tokens] / loss-mask tokens."
+    cfg, (B, L, _), dev = cfg or FlowConfig(), x0.shape, x0.device
     A = 0 if cond is None else cond.shape[1]
     cond, dropped = drop_cond(cond, cfg.audio_drop_prob, gen)          # audio dropout (CFG's null condition)
     dec, sc = _draw_rows(B, cfg, gen, dev)                              # decode rows, self-conditioned rows
     z, t, v, w = _noisy_sequence(x0, cond, cfg, gen)
     inp, v_star = _self_condition(model, z, t, v, w, cond, sc, cfg)     # (B, S, 2D), (B, S, D)
     rows = dec.nonzero().flatten()                                      # (R,) decode rows
-    if len(rows): inp = inp.index_put((rows,), _decode_rows_input(x0[rows], _rows(cond, rows), cfg, gen))
+    if len(rows):
+        inp = inp.index_put((rows,), _decode_rows_input(x0[rows], _rows(cond, rows), cfg, gen))
     x_hat, logits = model(inp, torch.where(dec, 1.0, t), sc_cfg_scale=w,  # the one gradient pass
                           decoder_mode=dec.to(z.dtype) if len(rows) else None, logits_rows=rows)
-    mask = seq_loss_mask(text_loss_mask(B, L, device=dev) if loss_mask is None else loss_mask.to(dev, z.dtype), A)
+    mask = seq_loss_mask(
+        text_loss_mask(B, L, device=dev) if loss_mask is None else loss_mask.to(dev, z.dtype), A
+    )
     l2 = v_mse(x_to_v(restore_cond(x_hat, cond), z, t, cfg.t_eps), v_star)          # (B, S)
-    ce, hit = _ce_tokens(logits[:, -L:], ids[rows]) if len(rows) else (l2[:0, A:], l2[:0, A:].bool())  # text slots
+    # text slots
+    ce, hit = _ce_tokens(logits[:, -L:], ids[rows]) if len(rows) else (l2[:0, A:], l2[:0, A:].bool())
     den_mask, dec_mask = mask * (~dec)[:, None], mask[rows, A:]
     loss = ((ce * dec_mask).sum() + (l2 * den_mask).sum()) / mask.sum().clamp(min=1)
     return loss, _stats(loss, l2, ce, hit, den_mask, dec_mask, dec, sc, dropped)
