@@ -4,7 +4,10 @@
 
 # %% ../nbs/06_model.ipynb #a7cdef2f
 from __future__ import annotations
-import dataclasses, math, os, time
+import dataclasses
+import math
+import os
+import time
 from pathlib import Path
 
 import torch
@@ -32,9 +35,12 @@ class RMSNorm(nn.Module):
 
 # %% ../nbs/06_model.ipynb #0f245ef9
 def rope_tables(head_dim: int, n_pos: int, n_prefix: int = 0, theta: float = 1e4, positions=None):
-    "cos and sin tables (n_prefix + n_pos, head_dim): identity rows for the prefix, then `positions` (default 0..n_pos-1)."
-    freqs = 1.0 / theta ** (torch.arange(0, head_dim, 2).float() / head_dim)   # (head_dim/2,)
-    pos = torch.arange(n_pos).float() if positions is None else torch.as_tensor(positions, dtype=torch.float32)
+    """cos and sin tables (n_prefix + n_pos, head_dim): identity rows for the prefix, then `positions`
+    (default 0..n_pos-1)."""
+    freqs = 1.0 / theta ** (torch.arange(0, head_dim, 2).float() / head_dim)  # (head_dim/2,)
+    pos = (
+        torch.arange(n_pos).float() if positions is None else torch.as_tensor(positions, dtype=torch.float32)
+    )
     ang = (pos[:, None] * freqs).repeat_interleave(2, -1)  # (n_pos, head_dim): pairs share an angle
     ang = torch.cat([torch.zeros(n_prefix, head_dim), ang])
     return ang.cos(), ang.sin()
@@ -50,10 +56,14 @@ def apply_rope(x, cos, sin):
 
 # %% ../nbs/06_model.ipynb #fe575717
 def seq_positions(c: ModelConfig) -> torch.Tensor:
-    "RoPE positions (max_length,) of the latent slots: condition 0..A-1, then text A+j (ELF) or j*stride (aligned)."
+    """RoPE positions (max_length,) of the latent slots: condition 0..A-1, then text A+j (ELF) or j*stride
+    (aligned)."""
     A, L = c.n_cond, c.max_length - c.n_cond
-    if L < 0: raise ConfigError(f"model.n_cond={A} is larger than model.max_length={c.max_length}")
-    text = A + torch.arange(L).float() if c.text_pos_stride <= 0 else c.text_pos_stride * torch.arange(L).float()
+    if L < 0:
+        raise ConfigError(f"model.n_cond={A} is larger than model.max_length={c.max_length}")
+    text = (
+        A + torch.arange(L).float() if c.text_pos_stride <= 0 else c.text_pos_stride * torch.arange(L).float()
+    )
     return torch.cat([torch.arange(A).float(), text])
 
 # %% ../nbs/06_model.ipynb #0efba87c
@@ -67,7 +77,8 @@ class Attention(nn.Module):
 
     def forward(self, x, cos, sin):  # x (B, N, C); cos, sin (N, head_dim)
         B, N, C = x.shape
-        q, k, v = self.qkv(x).view(B, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)  # 3 x (B, h, N, head_dim)
+        # 3 x (B, h, N, head_dim)
+        q, k, v = self.qkv(x).view(B, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         q = apply_rope(self.q_norm(q), cos, sin).to(v.dtype)
         k = apply_rope(self.k_norm(k), cos, sin).to(v.dtype)
         o = F.scaled_dot_product_attention(q, k, v)                                      # (B, h, N, head_dim)
@@ -123,7 +134,8 @@ class BottleneckTextProj(nn.Module):
     "Latent (D) -> bottleneck (no bias) -> hidden (bias)."
     def __init__(self, in_dim: int, bottleneck_dim: int, hidden: int):
         super().__init__()
-        self.proj1, self.proj2 = nn.Linear(in_dim, bottleneck_dim, bias=False), nn.Linear(bottleneck_dim, hidden)
+        self.proj1 = nn.Linear(in_dim, bottleneck_dim, bias=False)
+        self.proj2 = nn.Linear(bottleneck_dim, hidden)
 
     def forward(self, x): return self.proj2(self.proj1(x))  # (B, S, D) -> (B, S, H)
 
@@ -141,13 +153,18 @@ class ModelInputError(UserError, ValueError):
 
 def _check_input(c: ModelConfig, x):
     "Raise `ModelInputError` unless x is (B, max_length, D or 2D)."
-    if x.ndim != 3: raise ModelInputError(f"ELF input must be (batch, max_length, channels), got shape {tuple(x.shape)}")
+    if x.ndim != 3:
+        raise ModelInputError(f"ELF input must be (batch, max_length, channels), got shape {tuple(x.shape)}")
     if x.shape[1] != c.max_length:
-        raise ModelInputError(f"ELF input has sequence length {x.shape[1]} but the model was built for max_length="
-                              f"{c.max_length} (the RoPE table is fixed); pad or truncate to {c.max_length} slots")
+        raise ModelInputError(
+            f"ELF input has sequence length {x.shape[1]} but the model was built for max_length="
+            f"{c.max_length} (the RoPE table is fixed); pad or truncate to {c.max_length} slots"
+        )
     ok = (c.text_encoder_dim, 2 * c.text_encoder_dim) if c.self_cond else (c.text_encoder_dim,)
     if x.shape[2] not in ok:
-        raise ModelInputError(f"ELF input has {x.shape[2]} channels; expected one of {ok} ([z] or [z, x_prev])")
+        raise ModelInputError(
+            f"ELF input has {x.shape[2]} channels; expected one of {ok} ([z] or [z, x_prev])"
+        )
 
 def _per_example(v, B: int, device, default: float):
     "A (B,) float32 tensor from None (-> default), a number, or a 0-d / (B,) tensor."
@@ -175,16 +192,20 @@ class ELF(nn.Module):
         self.cfg = c = cfg
         H, D, V = c.hidden_size, c.text_encoder_dim, c.vocab_size
         if H % c.num_heads or (H // c.num_heads) % 2:
-            raise ConfigError(f"hidden_size={H} must split into num_heads={c.num_heads} heads of even width (RoPE pairs)")
+            raise ConfigError(
+                f"hidden_size={H} must split into num_heads={c.num_heads} heads of even width (RoPE pairs)"
+            )
         self.t_emb_tokens = nn.Parameter(torch.zeros(1, c.num_time_tokens, H))
         self.self_cond_cfg_tokens = nn.Parameter(torch.zeros(1, c.num_self_cond_cfg_tokens, H))
         self.mode_tokens = nn.Parameter(torch.zeros(1, c.num_model_mode_tokens, H))
         self.proj_kernel, self.proj_bias = nn.Parameter(torch.zeros(H, D)), nn.Parameter(torch.zeros(D))
         self.unembed_kernel, self.unembed_bias = nn.Parameter(torch.zeros(D, V)), nn.Parameter(torch.zeros(V))
-        if c.self_cond: self.self_cond_proj = nn.Linear(2 * D, D)
+        if c.self_cond:
+            self.self_cond_proj = nn.Linear(2 * D, D)
         self.text_proj = BottleneckTextProj(D, c.bottleneck_dim, H)
         self.t_embedder = TimestepEmbedder(H)
-        if c.num_self_cond_cfg_tokens: self.self_cond_cfg_embedder = TimestepEmbedder(H)
+        if c.num_self_cond_cfg_tokens:
+            self.self_cond_cfg_embedder = TimestepEmbedder(H)
         self.blocks = nn.ModuleList(ELFBlock(H, c.num_heads, c.mlp_ratio) for _ in range(c.depth))
         self.final_layer = FinalLayer(H, D)
         self.n_prefix = c.num_time_tokens + c.num_self_cond_cfg_tokens + c.num_model_mode_tokens
@@ -194,39 +215,55 @@ class ELF(nn.Module):
         init_elf_(self)
 
     def forward(self, x, t, sc_cfg_scale=None, decoder_mode=None, logits_rows=None):
-        "x (B, S, 2D|D), t (B,) -> x_hat (B, S, D), and in decode mode logits (R, S - n_cond, V) of the text slots."
+        """x (B, S, 2D|D), t (B,) -> x_hat (B, S, D), and in decode mode logits (R, S - n_cond, V) of the text
+        slots."""
         _check_input(self.cfg, x)
         B, S, C = x.shape
         with torch.autocast(x.device.type, enabled=False):                  # input projections in float32
             x = x.float()
-            if C == 2 * self.cfg.text_encoder_dim: x = self.self_cond_proj(x)    # (B, S, D)
-            h = torch.cat([_prefix(self, B, t, sc_cfg_scale, decoder_mode), self.text_proj(x)], 1)  # (B, P+S, H)
-        for blk in self.blocks: h = blk(h, self.rope_cos, self.rope_sin)    # the caller's autocast applies here
+            if C == 2 * self.cfg.text_encoder_dim:
+                x = self.self_cond_proj(x)    # (B, S, D)
+            # (B, P+S, H)
+            h = torch.cat([_prefix(self, B, t, sc_cfg_scale, decoder_mode), self.text_proj(x)], 1)
+        for blk in self.blocks:
+            h = blk(h, self.rope_cos, self.rope_sin)    # the caller's autocast applies here
         with torch.autocast(x.device.type, enabled=False):                  # heads in float32
             h = h[:, self.n_prefix:].float()                                # (B, S, H): prefix dropped
             h_text = h[:, self.cfg.n_cond:] if logits_rows is None else h[logits_rows, self.cfg.n_cond:]
-            logits = None if decoder_mode is None else self.vocab_logits(h_text)   # no logits for the audio slots
+            # no logits for the audio slots
+            logits = None if decoder_mode is None else self.vocab_logits(h_text)
             return self.final_layer(h), logits
 
     def vocab_logits(self, h):  # (R, S, H) -> (R, S, V), read before any final norm
-        return F.gelu(h @ self.proj_kernel + self.proj_bias, approximate="tanh") @ self.unembed_kernel + self.unembed_bias
+        return (
+            F.gelu(h @ self.proj_kernel + self.proj_bias, approximate="tanh") @ self.unembed_kernel
+            + self.unembed_bias
+        )
 
     @property
     def n_params(self) -> int: return count_params(self)
 
 # %% ../nbs/06_model.ipynb #f9c12b1f
 def init_elf_(model: ELF) -> ELF:
-    "The official initialisation, in place: Xavier linears and kernels, zero biases, N(0, 0.02) tokens and embedder MLPs, zero flow head."
+    """The official initialisation, in place: Xavier linears and kernels, zero biases, N(0, 0.02) tokens and
+    embedder MLPs, zero flow head."""
     for m in model.modules():
         if isinstance(m, nn.Linear):
             nn.init.xavier_uniform_(m.weight)
-            if m.bias is not None: nn.init.zeros_(m.bias)
-    for p in (model.proj_kernel, model.unembed_kernel): nn.init.xavier_uniform_(p)
-    for p in (model.proj_bias, model.unembed_bias): nn.init.zeros_(p)
-    for p in (model.t_emb_tokens, model.self_cond_cfg_tokens, model.mode_tokens): nn.init.normal_(p, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    for p in (model.proj_kernel, model.unembed_kernel):
+        nn.init.xavier_uniform_(p)
+    for p in (model.proj_bias, model.unembed_bias):
+        nn.init.zeros_(p)
+    for p in (model.t_emb_tokens, model.self_cond_cfg_tokens, model.mode_tokens):
+        nn.init.normal_(p, std=0.02)
     for emb in (model.t_embedder, getattr(model, "self_cond_cfg_embedder", None)):
-        if emb is not None: nn.init.normal_(emb.mlp_0.weight, std=0.02); nn.init.normal_(emb.mlp_2.weight, std=0.02)
-    nn.init.zeros_(model.final_layer.linear.weight); nn.init.zeros_(model.final_layer.linear.bias)
+        if emb is not None:
+            nn.init.normal_(emb.mlp_0.weight, std=0.02)
+            nn.init.normal_(emb.mlp_2.weight, std=0.02)
+    nn.init.zeros_(model.final_layer.linear.weight)
+    nn.init.zeros_(model.final_layer.linear.bias)
     return model
 
 # %% ../nbs/06_model.ipynb #65f7111e
@@ -249,39 +286,52 @@ def ELF_cpu_small(**kw) -> ELF: return ELF(dataclasses.replace(get_preset("cpu-s
 # %% ../nbs/06_model.ipynb #13c631ce
 def _state_dict_of(obj, key: str) -> dict:
     "The state dict inside an official checkpoint dict (under `key`), or `obj` itself if it is one."
-    if isinstance(obj, dict) and isinstance(obj.get(key), dict): obj = obj[key]
+    if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+        obj = obj[key]
     if not isinstance(obj, dict) or not obj or not all(torch.is_tensor(v) for v in obj.values()):
         keys = list(obj)[:8] if isinstance(obj, dict) else type(obj).__name__
-        raise CheckpointError(f"no state dict under '{key}' and not a bare state dict either (found: {keys}); "
-                              f"official checkpoints hold 'params' and 'ema_params1'")
-    strip = next((p for p in ("module.", "_orig_mod.") if all(k.startswith(p) for k in obj)), "")  # DDP / compile
+        raise CheckpointError(
+            f"no state dict under '{key}' and not a bare state dict either (found: {keys}); "
+            f"official checkpoints hold 'params' and 'ema_params1'"
+        )
+    # DDP / compile
+    strip = next((p for p in ("module.", "_orig_mod.") if all(k.startswith(p) for k in obj)), "")
     return {k[len(strip):]: v for k, v in obj.items()}
 
 # %% ../nbs/06_model.ipynb #0f31e643
 def load_elf_checkpoint(model: ELF, path_or_state, key: str = "ema_params1") -> ELF:
-    "Load official ELF weights (checkpoint dict or path with `params`/`ema_params1`, or a bare state dict) strictly."
+    """Load official ELF weights (checkpoint dict or path with `params`/`ema_params1`, or a bare state dict)
+    strictly."""
     src = path_or_state
     if isinstance(src, (str, Path)):
-        if not Path(src).is_file(): raise InputFileError(f"checkpoint not found: {src}")
-        try: src = torch.load(src, map_location="cpu", weights_only=True)
-        except Exception as e: raise CheckpointError(f"cannot read checkpoint {src} ({type(e).__name__}: {e})") from None
+        if not Path(src).is_file():
+            raise InputFileError(f"checkpoint not found: {src}")
+        try:
+            src = torch.load(src, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise CheckpointError(f"cannot read checkpoint {src} ({type(e).__name__}: {e})") from None
     sd, own = _state_dict_of(src, key), model.state_dict()
     missing, unexpected = sorted(own.keys() - sd.keys()), sorted(sd.keys() - own.keys())
     shapes = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(v.shape)}"
               for k, v in own.items() if k in sd and sd[k].shape != v.shape]
     if missing or unexpected or shapes:
-        show = lambda xs: ", ".join(xs[:10]) + (f" ... (+{len(xs) - 10} more)" if len(xs) > 10 else "")
-        parts = [f"{len(xs)} {name}: {show(xs)}" for name, xs in
-                 (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)) if xs]
+        def show(xs):
+            return ", ".join(xs[:10]) + (f" ... (+{len(xs) - 10} more)" if len(xs) > 10 else "")
+        found = (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes))
+        parts = []
+        for name, xs in found:
+            if xs:
+                parts.append(f"{len(xs)} {name}: {show(xs)}")
         raise CheckpointError("checkpoint does not fit the model (check the model config: sizes, vocab_size, "
                               "text_encoder_dim): " + "; ".join(parts))
     model.load_state_dict(sd, strict=True)
     return model
 
 # %% ../nbs/06_model.ipynb #1c0e1dd4
-def benchmark_model(model: ELF, batch_size: int = 32, n_iters: int = 3, warmup: int = 1, decoder_prob: float = 0.2,
-                    seed: int = 0) -> dict:
-    "Seconds per batch (median and best wall time, median CPU time) of forward (with grad) and forward+backward, on random inputs."
+def benchmark_model(model: ELF, batch_size: int = 32, n_iters: int = 3, warmup: int = 1,
+                    decoder_prob: float = 0.2, seed: int = 0) -> dict:
+    """Seconds per batch (median and best wall time, median CPU time) of forward (with grad) and
+    forward+backward, on random inputs."""
     c, dev = model.cfg, next(model.parameters()).device
     g = torch.Generator().manual_seed(seed)
     D, S, B = c.text_encoder_dim, c.max_length, batch_size
@@ -291,18 +341,30 @@ def benchmark_model(model: ELF, batch_size: int = 32, n_iters: int = 3, warmup: 
     rows, ids = gate.nonzero()[:, 0], torch.randint(0, c.vocab_size, (B, S), generator=g).to(dev)
     def step(backward: bool):
         x_hat, logits = model(x, t, decoder_mode=gate, logits_rows=rows)
-        loss = F.mse_loss(x_hat, target) + (F.cross_entropy(logits.flatten(0, 1), ids[rows].flatten()) if len(rows) else 0)
-        if backward: model.zero_grad(set_to_none=True); loss.backward()
+        loss = F.mse_loss(x_hat, target) + (
+            F.cross_entropy(logits.flatten(0, 1), ids[rows].flatten()) if len(rows) else 0
+        )
+        if backward:
+            model.zero_grad(set_to_none=True)
+            loss.backward()
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     times = {}
     for name, bwd in (("fwd", False), ("fwd_bwd", True)):
-        for _ in range(warmup): step(bwd)
+        for _ in range(warmup):
+            step(bwd)
         runs, cpu = [], []
         for _ in range(n_iters):
-            sync(); t0, c0 = time.perf_counter(), time.process_time()
-            step(bwd); sync(); runs.append(time.perf_counter() - t0); cpu.append(time.process_time() - c0)
-        times[f"{name}_s"], times[f"{name}_min_s"] = sorted(runs)[len(runs) // 2], min(runs)   # median, best wall time
-        times[f"{name}_cpu_s"] = sorted(cpu)[len(cpu) // 2]   # median CPU seconds (all threads): less sensitive to other load
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")   # other work on the machine skews CPU timings
-    return {**times, "batch_size": B, "max_length": S, "decoder_rows": len(rows), "threads": torch.get_num_threads(),
-            "load_avg": load}
+            sync()
+            t0, c0 = time.perf_counter(), time.process_time()
+            step(bwd)
+            sync()
+            runs.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+        times[f"{name}_s"] = sorted(runs)[len(runs) // 2]   # median wall time
+        times[f"{name}_min_s"] = min(runs)                   # best wall time
+        # median CPU seconds (all threads): less sensitive to other load
+        times[f"{name}_cpu_s"] = sorted(cpu)[len(cpu) // 2]
+    # other work on the machine skews CPU timings
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return {**times, "batch_size": B, "max_length": S, "decoder_rows": len(rows),
+            "threads": torch.get_num_threads(), "load_avg": load}
