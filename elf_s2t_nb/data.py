@@ -4,7 +4,12 @@
 
 # %% ../nbs/05_data.ipynb #bf5e48ed
 from __future__ import annotations
-import gzip, json, sys, time, warnings, zlib
+import gzip
+import json
+import sys
+import time
+import warnings
+import zlib
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from importlib.resources import files
@@ -37,41 +42,61 @@ def load_verses(path: str | Path | None = None, split: str | None = None) -> lis
     "The aligned verses (all splits, or one of train/dev/test); a damaged file is a `DataError`."
     path, rows = Path(path or VERSES), []
     fix = "reinstall elf-s2t-nb, or rebuild it with tools/extract_corpus.py"
-    if not path.is_file(): raise DataError(f"corpus file not found: {path}; {fix}")
+    if not path.is_file():
+        raise DataError(f"corpus file not found: {path}; {fix}")
     try:
         with gzip.open(path, "rt", encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
-                try: r = json.loads(line)
-                except json.JSONDecodeError as e: raise DataError(f"{path} is damaged: line {n} is not JSON ({e.msg}); {fix}") from None
-                if missing := [k for k in FIELDS if k not in r]: raise DataError(f"{path} is damaged: line {n} lacks {missing}; {fix}")
+                try:
+                    r = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{path} is damaged: line {n} is not JSON ({e.msg}); {fix}") from None
+                if missing := [k for k in FIELDS if k not in r]:
+                    raise DataError(f"{path} is damaged: line {n} lacks {missing}; {fix}")
                 rows.append(r)
     except (OSError, EOFError, zlib.error, UnicodeDecodeError) as e:
         raise DataError(f"{path} is damaged ({type(e).__name__}: {e}); {fix}") from None
-    if not rows: raise DataError(f"{path} holds no verses; {fix}")
+    if not rows:
+        raise DataError(f"{path} holds no verses; {fix}")
     return [r for r in rows if split in (None, r["split"])]
 
 # %% ../nbs/05_data.ipynb #1292e167
 VOICES = {"en": "en-us", "de": "de", "fr": "fr"}         # espeak-ng voice per language of the speech
 TRAIN_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "f1", "f2", "f4", "f5")
-TEST_VARIANTS = ("m7", "f3")                              # never used in training: the test split hears new voices
+# never used in training: the test split hears new voices
+TEST_VARIANTS = ("m7", "f3")
 RATES, PITCHES = (145, 195), (35, 65)                     # inclusive ranges, drawn per utterance
 SIZES = {"demo": (400, 100), "full": (0, 0)}              # (n_train, n_eval per dev/test split); 0 = all
 
 def plan_utterances(verses: list[dict], lang: str = "en", split: str = "train", n: int = 0, seed: int = 0,
                     skips: Counter | None = None) -> list[dict]:
-    "Specs of `n` utterances (0 = all) of `split` spoken in `lang`, with English targets; empty texts skipped and counted."
-    if lang not in VOICES: raise ConfigError(f"no synthetic speech in language {lang!r}; choose one of {list(VOICES)}")
+    """Specs of `n` utterances (0 = all) of `split` spoken in `lang`, with English targets; empty texts
+    skipped and counted."""
+    if lang not in VOICES:
+        raise ConfigError(f"no synthetic speech in language {lang!r}; choose one of {list(VOICES)}")
     rows, out, skips = [v for v in verses if v["split"] == split], [], Counter() if skips is None else skips
     variants = TEST_VARIANTS if split == "test" else TRAIN_VARIANTS
     for i in torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist():
         v = rows[i]
-        if not v[lang].strip() or not v["en"].strip(): skips["empty transcript"] += 1; continue
+        if not v[lang].strip() or not v["en"].strip():
+            skips["empty transcript"] += 1
+            continue
         uid = f"{lang}-{v['book']}-{v['chapter']}-{v['verse']}"
         rng = np.random.default_rng([seed, zlib.crc32(uid.encode())])
-        out.append(dict(uid=uid, split=split, lang=lang, speech_text=v[lang], text=v["en"],
-                        voice=f"{VOICES[lang]}+{variants[rng.integers(len(variants))]}",
-                        rate=int(rng.integers(RATES[0], RATES[1] + 1)), pitch=int(rng.integers(PITCHES[0], PITCHES[1] + 1))))
-        if n and len(out) == n: break
+        out.append(
+            dict(
+                uid=uid,
+                split=split,
+                lang=lang,
+                speech_text=v[lang],
+                text=v["en"],
+                voice=f"{VOICES[lang]}+{variants[rng.integers(len(variants))]}",
+                rate=int(rng.integers(RATES[0], RATES[1] + 1)),
+                pitch=int(rng.integers(PITCHES[0], PITCHES[1] + 1)),
+            )
+        )
+        if n and len(out) == n:
+            break
     return out
 
 # %% ../nbs/05_data.ipynb #d6e41040
@@ -84,10 +109,14 @@ def _level(audio: np.ndarray, peak: float = 0.9) -> np.ndarray:
     return (audio * (peak / max(float(np.abs(audio).max()), 1e-6))).astype(np.float32)
 
 def _on_disk(path: Path) -> bool:
-    try: return sf.info(str(path)).frames > 0
-    except Exception: return False
+    try:
+        return sf.info(str(path)).frames > 0
+    except Exception:
+        return False
 
-def synthesize_corpus(specs: list[dict], root: str | Path | None = None, workers: int = 2, progress: bool = True) -> list[dict]:
+def synthesize_corpus(
+    specs: list[dict], root: str | Path | None = None, workers: int = 2, progress: bool = True
+) -> list[dict]:
     "Speak every planned utterance into a FLAC file (parallel, resumable); the specs with their `path`."
     root = Path(root or cache_dir("corpus", "synth"))
     todo = [s for s in specs if not _on_disk(audio_path(root, s))]
@@ -97,25 +126,37 @@ def synthesize_corpus(specs: list[dict], root: str | Path | None = None, workers
         # fork on Linux: fast, and plain scripts need no `if __name__ == "__main__"` guard; spawn elsewhere
         ctx = get_context("fork" if sys.platform.startswith("linux") else "spawn")
         with warnings.catch_warnings(), ProcessPoolExecutor(workers, mp_context=ctx) as ex:
-            warnings.simplefilter("ignore", DeprecationWarning)   # Python >= 3.12 warns about fork with threads; workers use no torch
-            for s, audio in zip(todo, ex.map(synthesize, *args, chunksize=4)): write_audio(audio_path(root, s), _level(audio)); bar.update()
+            # Python >= 3.12 warns about fork with threads; workers use no torch
+            warnings.simplefilter("ignore", DeprecationWarning)
+            for s, audio in zip(todo, ex.map(synthesize, *args, chunksize=4)):
+                write_audio(audio_path(root, s), _level(audio))
+                bar.update()
     else:
-        for s, *a in zip(todo, *args): write_audio(audio_path(root, s), _level(synthesize(*a))); bar.update()
+        for s, *a in zip(todo, *args):
+            write_audio(audio_path(root, s), _level(synthesize(*a)))
+            bar.update()
     bar.close()
-    if progress: print(f"spoke {len(todo)} new utterances; {len(specs) - len(todo)} were already on disk under {root}")
+    if progress:
+        print(f"spoke {len(todo)} new utterances; {len(specs) - len(todo)} were already on disk under {root}")
     return [{**s, "path": str(audio_path(root, s))} for s in specs]
 
 # %% ../nbs/05_data.ipynb #12d061d4
 def _load_clip(rec: dict, skips: Counter) -> np.ndarray | None:
-    "The 16 kHz clip of a record; a synthetic one that fails to decode is re-spoken once; None (counted) if it fails."
-    try: return load_audio(rec["path"])
+    """The 16 kHz clip of a record; a synthetic one that fails to decode is re-spoken once; None (counted) if
+    it fails."""
+    try:
+        return load_audio(rec["path"])
     except AudioError:
         if "voice" in rec:
             try:
-                write_audio(rec["path"], _level(synthesize(rec["speech_text"], rec["voice"], rec["rate"], rec["pitch"])))
+                write_audio(
+                    rec["path"],
+                    _level(synthesize(rec["speech_text"], rec["voice"], rec["rate"], rec["pitch"])),
+                )
                 skips["re-spoken (damaged file)"] += 1
                 return load_audio(rec["path"])
-            except (AudioError, TTSError): pass
+            except (AudioError, TTSError):
+                pass
         skips["audio failed to decode"] += 1
         return None
 
@@ -132,14 +173,29 @@ def speech_features(records: list[dict], feature_cache, chunk: int = 64, skips: 
 
 # %% ../nbs/05_data.ipynb #61feafdf
 class SpeechTextDataset(torch.utils.data.Dataset):
-    "Pre-tensorised examples: Whisper features, target ids and latents, reference text, uid; batches by fancy indexing."
-    def __init__(self, features: list[Tensor], ids: Tensor, x0: Tensor, texts: list[str], uids: list[str], pad_multiple: int = 1,
-                 seconds: list[float] | None = None):   # clip durations, for reports
+    """Pre-tensorised examples: Whisper features, target ids and latents, reference text, uid; batches by
+    fancy indexing."""
+
+    def __init__(
+        self,
+        features: list[Tensor],
+        ids: Tensor,
+        x0: Tensor,
+        texts: list[str],
+        uids: list[str],
+        pad_multiple: int = 1,
+        seconds: list[float] | None = None,  # clip durations, for reports
+    ):
         if not len(features) == len(ids) == len(x0) == len(texts) == len(uids):
-            raise DataError(f"examples disagree in number: {len(features)} features, {len(ids)} ids, {len(x0)} latents, {len(texts)} texts")
+            raise DataError(
+                f"examples disagree in number: {len(features)} features, {len(ids)} ids, {len(x0)} latents, "
+                f"{len(texts)} texts"
+            )
         self.feat_lens = torch.tensor([len(f) for f in features], dtype=torch.long)     # (N,)
-        self.starts = torch.cumsum(self.feat_lens, 0) - self.feat_lens                  # (N,)
-        self.features = torch.cat([f.half() for f in features]) if features else torch.zeros(0, 1, dtype=torch.half)  # (sum T, d)
+        self.starts = torch.cumsum(self.feat_lens, 0) - self.feat_lens  # (N,)
+        self.features = (
+            torch.cat([f.half() for f in features]) if features else torch.zeros(0, 1, dtype=torch.half)
+        )  # (sum T, d)
         self.ids, self.x0 = ids.long(), x0.half()                                        # (N, L), (N, L, D)
         self.texts, self.uids, self.pad_multiple = list(texts), list(uids), pad_multiple
         self.seconds = list(seconds) if seconds is not None else [float("nan")] * len(self.uids)
@@ -167,37 +223,63 @@ class SpeechTextDataset(torch.utils.data.Dataset):
 # %% ../nbs/05_data.ipynb #4f92615b
 def collate_speech(items, pad_multiple: int = 1) -> dict:
     "Batch dict from a list of `SpeechTextDataset` items (an already collated batch passes through)."
-    if isinstance(items, dict): return items
+    if isinstance(items, dict):
+        return items
     lens = torch.tensor([it["feat_len"] for it in items])
     T = -(-int(lens.max()) // pad_multiple) * pad_multiple
     feats = torch.zeros(len(items), T, items[0]["features"].shape[-1])                   # (B, T, d)
-    for b, it in enumerate(items): feats[b, :it["feat_len"]] = it["features"].float()
+    for b, it in enumerate(items):
+        feats[b, :it["feat_len"]] = it["features"].float()
     ids = torch.stack([it["ids"] for it in items])
-    return {"features": feats, "feat_lens": lens, "ids": ids, "x0": torch.stack([it["x0"] for it in items]).float(),
-            "loss_mask": torch.ones(ids.shape, dtype=torch.bool), "text": [it["text"] for it in items], "uid": [it["uid"] for it in items]}
+    return {
+        "features": feats,
+        "feat_lens": lens,
+        "ids": ids,
+        "x0": torch.stack([it["x0"] for it in items]).float(),
+        "loss_mask": torch.ones(ids.shape, dtype=torch.bool),
+        "text": [it["text"] for it in items],
+        "uid": [it["uid"] for it in items],
+    }
 
 # %% ../nbs/05_data.ipynb #7f340769
-def filter_examples(records: list[dict], feats: list[Tensor], max_frames: int = 0, min_words: int = 0, max_words: int = 0,
-                    skips: Counter | None = None) -> tuple[list[dict], list[Tensor]]:
-    "Keep examples with at most `max_frames` feature frames and a target of min..max words (0 = no limit); count the rest."
+def filter_examples(
+    records: list[dict],
+    feats: list[Tensor],
+    max_frames: int = 0,
+    min_words: int = 0,
+    max_words: int = 0,
+    skips: Counter | None = None,
+) -> tuple[list[dict], list[Tensor]]:
+    """Keep examples with at most `max_frames` feature frames and a target of min..max words (0 = no limit);
+    count the rest."""
     skips, keep = Counter() if skips is None else skips, []
     for r, f in zip(records, feats):
-        n_words = sum(any(ch.isalpha() for ch in w) for w in r["text"].split())      # as the corpus extraction counts
-        if max_frames and len(f) > max_frames: skips[f"audio longer than {max_frames} frames"] += 1
-        elif (min_words and n_words < min_words) or (max_words and n_words > max_words): skips[f"target outside {min_words}..{max_words} words"] += 1
-        else: keep.append((r, f))
+        # as the corpus extraction counts
+        n_words = sum(any(ch.isalpha() for ch in w) for w in r["text"].split())
+        if max_frames and len(f) > max_frames:
+            skips[f"audio longer than {max_frames} frames"] += 1
+        elif (min_words and n_words < min_words) or (max_words and n_words > max_words):
+            skips[f"target outside {min_words}..{max_words} words"] += 1
+        else:
+            keep.append((r, f))
     return [r for r, _ in keep], [f for _, f in keep]
 
 def length_batcher(lengths, batch_size: int, seed: int = 0):
-    "`batcher(epoch)` -> index batches of similar length, shuffled from (seed, epoch) (the hook of the training `BatchStream`)."
+    """`batcher(epoch)` -> index batches of similar length, shuffled from (seed, epoch) (the hook of the
+    training `BatchStream`)."""
     from elf_s2t_nb.shards import bucket_batches
     lengths = list(map(int, lengths))
     return lambda epoch: bucket_batches(lengths, batch_size, seed=seed * 1_000_003 + epoch)
 
 class BucketBatchSampler:
-    "Index batches of similar feature length; reshuffled each epoch from (seed, epoch), or in length order without shuffling."
+    """Index batches of similar feature length; reshuffled each epoch from (seed, epoch), or in length order
+    without shuffling."""
     def __init__(self, lengths, batch_size: int, seed: int = 0, shuffle: bool = True):
-        self.lengths, self.batch_size, self.seed, self.shuffle, self.epoch = list(map(int, lengths)), batch_size, seed, shuffle, 0
+        self.lengths = list(map(int, lengths))
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.epoch = 0
         self.batcher = length_batcher(self.lengths, batch_size, seed)
     def __iter__(self):
         if self.shuffle:
@@ -210,25 +292,43 @@ class BucketBatchSampler:
 
 def _as_is(batch): return batch
 
-def make_loader(ds: SpeechTextDataset, batch_size: int = 32, shuffle: bool = True, seed: int = 0, num_workers: int = 0,
-                pin_memory: bool = False) -> torch.utils.data.DataLoader:
+def make_loader(
+    ds: SpeechTextDataset,
+    batch_size: int = 32,
+    shuffle: bool = True,
+    seed: int = 0,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> torch.utils.data.DataLoader:
     "A DataLoader of length-bucketed batch dicts (built whole by `SpeechTextDataset.__getitems__`)."
-    return torch.utils.data.DataLoader(ds, batch_sampler=BucketBatchSampler(ds.feat_lens.tolist(), batch_size, seed, shuffle),
-                                       collate_fn=_as_is, num_workers=num_workers, pin_memory=pin_memory)
+    return torch.utils.data.DataLoader(
+        ds,
+        batch_sampler=BucketBatchSampler(ds.feat_lens.tolist(), batch_size, seed, shuffle),
+        collate_fn=_as_is,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+    )
 
 # %% ../nbs/05_data.ipynb #fa305872
 def synth_config(task: str = "asr", src_lang: str = "en", size: str = "demo", **kw) -> DataConfig:
     "A `DataConfig` for the synthetic corpus at a named size (`SIZES`: 'demo' or 'full')."
-    if size not in SIZES: raise ConfigError(f"unknown corpus size {size!r}; choose one of {list(SIZES)}")
-    return DataConfig(source="synth", task=task, src_lang=src_lang, n_train=SIZES[size][0], n_eval=SIZES[size][1], **kw)
+    if size not in SIZES:
+        raise ConfigError(f"unknown corpus size {size!r}; choose one of {list(SIZES)}")
+    return DataConfig(
+        source="synth", task=task, src_lang=src_lang, n_train=SIZES[size][0], n_eval=SIZES[size][1], **kw
+    )
 
 def speech_lang(cfg: DataConfig) -> str:
     "The language of the synthetic speech for a task: English for ASR, `src_lang` for S2TT."
     if cfg.task == "asr":
-        if cfg.src_lang != "en": raise ConfigError(f"data.task=asr on the synthetic corpus speaks English; got data.src_lang={cfg.src_lang!r}")
+        if cfg.src_lang != "en":
+            raise ConfigError(
+                f"data.task=asr on the synthetic corpus speaks English; got data.src_lang={cfg.src_lang!r}"
+            )
         return "en"
     if cfg.task == "s2tt":
-        if cfg.src_lang not in ("de", "fr"): raise ConfigError(f"data.task=s2tt needs data.src_lang de or fr, got {cfg.src_lang!r}")
+        if cfg.src_lang not in ("de", "fr"):
+            raise ConfigError(f"data.task=s2tt needs data.src_lang de or fr, got {cfg.src_lang!r}")
         return cfg.src_lang
     raise ConfigError(f"unknown data.task {cfg.task!r}; choose asr or s2tt")
 
@@ -237,31 +337,65 @@ SOURCES = ("synth", "commands")   # the offline corpora: verses (here), spoken c
 def plan_split(cfg: DataConfig, split: str, seed: int = 0, skips: Counter | None = None) -> list[dict]:
     "The utterance specs of one split of the offline corpus `cfg.source`, in the language of `cfg.task`."
     n = cfg.n_train if split == "train" else cfg.n_eval
-    if cfg.source == "commands": return plan_command_utterances(speech_lang(cfg), split, n, seed, skips)
-    if cfg.source == "synth": return plan_utterances(load_verses(), speech_lang(cfg), split, n, seed, skips)
+    if cfg.source == "commands":
+        return plan_command_utterances(speech_lang(cfg), split, n, seed, skips)
+    if cfg.source == "synth":
+        return plan_utterances(load_verses(), speech_lang(cfg), split, n, seed, skips)
     raise ConfigError(f"data.source={cfg.source!r} is not an offline corpus; choose {' or '.join(SOURCES)}")
 
 def _reuse_note(hits: list[int], ns: list[int]) -> str:
     "'; reused from the cache: features of a/n clips, latents of b/m texts' when a cache served anything."
-    return f"; reused from the cache: features of {hits[0]}/{ns[0]} clips, latents of {hits[1]}/{ns[1]} texts" if any(hits) else ""
+    return (
+        f"; reused from the cache: features of {hits[0]}/{ns[0]} clips, latents of {hits[1]}/{ns[1]} texts"
+        if any(hits)
+        else ""
+    )
 
-def build_synth_split(cfg: DataConfig, split: str, feature_cache, latent_cache, root: str | Path | None = None,
-                      max_frames: int = 0, pad_multiple: int = 1, seed: int = 0, workers: int = 2,
-                      progress: bool = True) -> SpeechTextDataset:
-    "The synthetic-speech dataset of one split (train/dev/test) for `cfg.task`: built, cached, filtered and tensorised."
-    if split not in ("train", "dev", "test"): raise ConfigError(f"unknown split {split!r}; choose train, dev or test")
+def build_synth_split(
+    cfg: DataConfig,
+    split: str,
+    feature_cache,
+    latent_cache,
+    root: str | Path | None = None,
+    max_frames: int = 0,
+    pad_multiple: int = 1,
+    seed: int = 0,
+    workers: int = 2,
+    progress: bool = True,
+) -> SpeechTextDataset:
+    """The synthetic-speech dataset of one split (train/dev/test) for `cfg.task`: built, cached, filtered and
+    tensorised."""
+    if split not in ("train", "dev", "test"):
+        raise ConfigError(f"unknown split {split!r}; choose train, dev or test")
     skips, t = Counter(), [time.perf_counter()]
     hits0 = [getattr(c, "hits", 0) for c in (feature_cache, latent_cache)]
     specs = plan_split(cfg, split, seed, skips)
-    recs = synthesize_corpus(specs, root, workers, progress); t.append(time.perf_counter())
-    recs, feats = speech_features(recs, feature_cache, skips=skips, progress=progress); t.append(time.perf_counter())
+    recs = synthesize_corpus(specs, root, workers, progress)
+    t.append(time.perf_counter())
+    recs, feats = speech_features(recs, feature_cache, skips=skips, progress=progress)
+    t.append(time.perf_counter())
     recs, feats = filter_examples(recs, feats, max_frames, cfg.min_words, cfg.max_words, skips)
-    if not recs: raise DataError(f"no {split} examples left for {cfg.task}/{cfg.src_lang} (skipped: {dict(skips)})")
-    ids, x0 = latent_cache.get([r["text"] for r in recs]); t.append(time.perf_counter())
-    ds = SpeechTextDataset(feats, ids, x0, [r["text"] for r in recs], [r["uid"] for r in recs], pad_multiple, [r["seconds"] for r in recs])
-    if progress or skips: print(f"{split}: {len(ds)} examples, {sum(ds.seconds) / 3600:.3f} h of speech; speak {t[1] - t[0]:.0f} s, "
-                                f"features {t[2] - t[1]:.0f} s, latents {t[3] - t[2]:.0f} s"
-                                + _reuse_note([getattr(c, "hits", 0) - h for c, h in zip((feature_cache, latent_cache), hits0)],
-                                              [len(specs), len(recs)])
-                                + (f"; skipped: {', '.join(f'{n} {why}' for why, n in skips.items())}" if skips else ""))
+    if not recs:
+        raise DataError(f"no {split} examples left for {cfg.task}/{cfg.src_lang} (skipped: {dict(skips)})")
+    ids, x0 = latent_cache.get([r["text"] for r in recs])
+    t.append(time.perf_counter())
+    ds = SpeechTextDataset(
+        feats,
+        ids,
+        x0,
+        [r["text"] for r in recs],
+        [r["uid"] for r in recs],
+        pad_multiple,
+        [r["seconds"] for r in recs],
+    )
+    if progress or skips:
+        print(
+            f"{split}: {len(ds)} examples, {sum(ds.seconds) / 3600:.3f} h of speech; "
+            f"speak {t[1] - t[0]:.0f} s, features {t[2] - t[1]:.0f} s, latents {t[3] - t[2]:.0f} s"
+            + _reuse_note(
+                [getattr(c, "hits", 0) - h for c, h in zip((feature_cache, latent_cache), hits0)],
+                [len(specs), len(recs)],
+            )
+            + (f"; skipped: {', '.join(f'{n} {why}' for why, n in skips.items())}" if skips else "")
+        )
     return ds
