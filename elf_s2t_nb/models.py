@@ -4,14 +4,20 @@
 
 # %% ../nbs/15a_models.ipynb #be69b865
 from __future__ import annotations
-import hashlib, json, os, re, shutil, subprocess
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
 import elf_s2t_nb
-from .core import CheckpointError, ConfigError, atomic_torch_save, atomic_write_bytes, atomic_write_text
+from .core import CheckpointError, ConfigError, atomic_torch_save, atomic_write_bytes
+from .core import atomic_write_text
 from .run_state import CKPT_NAME, load_checkpoint
 
 # %% auto #0
@@ -27,8 +33,10 @@ REINSTALL = "reinstall elf-s2t-nb"
 
 def shipped_root(root=None) -> Path:
     "The folder of shipped models: `root`, else `$ELF_S2T_SHIPPED`, else the package's `shipped/`."
-    if root is not None: return Path(root)
-    if os.environ.get(SHIPPED_ENV): return Path(os.environ[SHIPPED_ENV])
+    if root is not None:
+        return Path(root)
+    if os.environ.get(SHIPPED_ENV):
+        return Path(os.environ[SHIPPED_ENV])
     return Path(elf_s2t_nb.__file__).parent / "shipped"
 
 # %% ../nbs/15a_models.ipynb #f03d44de
@@ -36,19 +44,25 @@ def file_sha256(path) -> str:
     "The sha256 of a file, hex."
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
     return h.hexdigest()
 
 def _git_commit() -> str | None:
-    "The commit of the source tree this package was imported from, '+dirty' when it has changes; None outside git."
+    """The commit of the source tree this package was imported from, '+dirty' when it has changes; None
+    outside git."""
     src = Path(elf_s2t_nb.__file__).parent
     try:
-        head = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        if head.returncode: return None
+        head = subprocess.run(
+            ["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        if head.returncode:
+            return None
         dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return head.stdout.strip() + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError): return None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 # %% ../nbs/15a_models.ipynb #ed4664bc
 TASKS = ("asr", "s2tt")
@@ -56,14 +70,22 @@ NAME_RE = r"[a-z0-9][a-z0-9._-]{0,63}"
 
 def _check_name(name: str) -> str:
     if not isinstance(name, str) or not re.fullmatch(NAME_RE, name):
-        raise ConfigError(f"model name {name!r}: use lowercase letters, digits, '.', '_' and '-' (a folder name)")
+        raise ConfigError(
+            f"model name {name!r}: use lowercase letters, digits, '.', '_' and '-' (a folder name)"
+        )
     return name
 
 def _fp16(sd: dict, where) -> dict:
-    "Floating tensors of a state dict in float16 (refusing values float16 cannot hold); the others as they are."
-    out = {k: v.detach().to(torch.float16).contiguous() if v.is_floating_point() else v for k, v in sd.items()}
+    """Floating tensors of a state dict in float16 (refusing values float16 cannot hold); the others as they
+    are."""
+    out = {
+        k: v.detach().to(torch.float16).contiguous() if v.is_floating_point() else v for k, v in sd.items()
+    }
     bad = [k for k, v in out.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad: raise CheckpointError(f"{where}: weights {bad[:3]} do not fit in float16 (overflow); they cannot be shipped")
+    if bad:
+        raise CheckpointError(
+            f"{where}: weights {bad[:3]} do not fit in float16 (overflow); they cannot be shipped"
+        )
     return out
 
 def _card_files(folder: Path) -> dict:
@@ -72,49 +94,73 @@ def _card_files(folder: Path) -> dict:
 # %% ../nbs/15a_models.ipynb #ebc054d6
 def pack_model(run_dir, dest_dir, name: str, task: str, metrics: dict, command: str, overwrite: bool = False,
                budget: int | None = None) -> Path:
-    "Write run `run_dir` as the shipped model `dest_dir/name` (fp16 EMA weights, config, vocabulary, card), atomically."
+    """Write run `run_dir` as the shipped model `dest_dir/name` (fp16 EMA weights, config, vocabulary, card),
+    atomically."""
     from elf_s2t_nb.pipeline import find_run
     _check_name(name)
-    if task not in TASKS: raise ConfigError(f"task {task!r}: choose one of {', '.join(TASKS)}")
-    if not isinstance(metrics, dict): raise ConfigError(f"metrics must be a dict of scores, got {type(metrics).__name__}")
+    if task not in TASKS:
+        raise ConfigError(f"task {task!r}: choose one of {', '.join(TASKS)}")
+    if not isinstance(metrics, dict):
+        raise ConfigError(f"metrics must be a dict of scores, got {type(metrics).__name__}")
     run_dir, dest_dir = find_run(run_dir, task), Path(dest_dir)
     final = dest_dir / name
-    if final.exists() and not overwrite: raise ConfigError(f"{final} exists: choose another name or pass overwrite=True")
+    if final.exists() and not overwrite:
+        raise ConfigError(f"{final} exists: choose another name or pass overwrite=True")
     ck = load_checkpoint(run_dir / CKPT_NAME)
     for f in ("config.json", "vocab.json"):
-        if not (run_dir / f).is_file(): raise CheckpointError(f"{run_dir / f} is missing: the run folder is incomplete")
+        if not (run_dir / f).is_file():
+            raise CheckpointError(f"{run_dir / f} is missing: the run folder is incomplete")
     if "ema" not in ck or not any(k.startswith("projector.") for k in ck["ema"]):
         raise ConfigError(f"{run_dir} is a text-only run: only a speech run (asr or s2tt) can be shipped")
     trained = ck["config"].get("data", {}).get("task")
-    if trained != task: raise ConfigError(f"{run_dir} was trained for {trained}, not {task}")
+    if trained != task:
+        raise ConfigError(f"{run_dir} was trained for {trained}, not {task}")
     sd = _fp16(ck["ema"], run_dir / CKPT_NAME)
     tmp = dest_dir / f".{name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        atomic_torch_save({"config": ck["config"], "step": ck["step"], "model": sd, "ema": sd}, tmp / CKPT_NAME)
-        for f in ("config.json", "vocab.json"): atomic_write_bytes(tmp / f, (run_dir / f).read_bytes())
+        atomic_torch_save(
+            {"config": ck["config"], "step": ck["step"], "model": sd, "ema": sd}, tmp / CKPT_NAME
+        )
+        for f in ("config.json", "vocab.json"):
+            atomic_write_bytes(tmp / f, (run_dir / f).read_bytes())
         files = _card_files(tmp)
         size = sum(v["bytes"] for v in files.values())
-        card = {"name": name, "task": task, "metrics": metrics, "command": command, "git_commit": _git_commit(),
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "step": ck["step"],
-                "source_run": run_dir.name, "whisper": ck["config"]["whisper"]["name"],
-                "text_encoder": ck["config"]["latent"]["encoder"], "files": files, "size_bytes": size}
+        card = {
+            "name": name,
+            "task": task,
+            "metrics": metrics,
+            "command": command,
+            "git_commit": _git_commit(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "step": ck["step"],
+            "source_run": run_dir.name,
+            "whisper": ck["config"]["whisper"]["name"],
+            "text_encoder": ck["config"]["latent"]["encoder"],
+            "files": files,
+            "size_bytes": size,
+        }
         atomic_write_text(tmp / CARD_NAME, json.dumps(card, indent=2, default=float) + "\n")
         if budget is not None:
             others = _folder_bytes(dest_dir, skip=(tmp.name, name))
             if others + size > budget:
-                raise ConfigError(f"{name} ({size / 1e6:.1f} MB) would bring {dest_dir} to {(others + size) / 1e6:.1f} MB, "
-                                  f"over the {budget / 1e6:g} MB budget")
+                raise ConfigError(
+                    f"{name} ({size / 1e6:.1f} MB) would bring {dest_dir} to {(others + size) / 1e6:.1f} MB, "
+                    f"over the {budget / 1e6:g} MB budget"
+                )
         old = dest_dir / f".{name}.old-{os.getpid()}"
-        if final.exists(): final.rename(old)                 # overwrite: the old folder leaves, the new one arrives
+        if final.exists():
+            final.rename(old)  # overwrite: the old folder leaves, the new one arrives
         tmp.rename(final)
         shutil.rmtree(old, ignore_errors=True)
-    finally: shutil.rmtree(tmp, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 def _folder_bytes(folder: Path, skip=()) -> int:
     "Bytes of every file under `folder`, leaving out the top-level entries named in `skip`."
-    if not folder.is_dir(): return 0
+    if not folder.is_dir():
+        return 0
     return sum(p.stat().st_size for top in folder.iterdir() if top.name not in skip
                for p in ([top] if top.is_file() else top.rglob("*")) if p.is_file())
 
@@ -126,13 +172,16 @@ def check_size_budget(root=None, budget: int = SIZE_BUDGET) -> int:
     root = shipped_root(root)
     total = _folder_bytes(root)
     if total > budget:
-        raise ConfigError(f"the shipped models in {root} take {total / 1e6:.1f} MB, over the {budget / 1e6:g} MB budget: "
-                          "ship fewer or smaller models")
+        raise ConfigError(
+            f"the shipped models in {root} take {total / 1e6:.1f} MB, over the {budget / 1e6:g} MB budget: "
+            "ship fewer or smaller models"
+        )
     return total
 
 # %% ../nbs/15a_models.ipynb #c7e68367
 def _read_card(path: Path) -> dict:
-    try: card = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         raise CheckpointError(f"{path} is damaged (not JSON): {REINSTALL}") from None
     if not isinstance(card, dict) or not {"name", "task", "files"} <= set(card):
@@ -142,7 +191,8 @@ def _read_card(path: Path) -> dict:
 def shipped_models(root=None) -> list[dict]:
     "The cards of the models in the shipped folder, by name; each with its `path`."
     root = shipped_root(root)
-    if not root.is_dir(): return []
+    if not root.is_dir():
+        return []
     out = []
     for d in sorted(root.iterdir()):
         if d.is_dir() and not d.name.startswith(".") and (d / CARD_NAME).is_file():
@@ -151,32 +201,50 @@ def shipped_models(root=None) -> list[dict]:
 
 def format_card(card: dict) -> str:
     "One line about a shipped model: name, task, measured scores, size, training step."
-    scores = " ".join(f"{k}={v:.4g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in card.get("metrics", {}).items())
-    return (f"{card['name']}\t{card['task']}\t{scores or 'no scores'}\t{card.get('size_bytes', 0) / 1e6:.1f} MB"
-            f"\tstep {card.get('step', '?')}")
+    scores = " ".join(
+        f"{k}={v:.4g}" if isinstance(v, (int, float)) else f"{k}={v}"
+        for k, v in card.get("metrics", {}).items()
+    )
+    return (
+        f"{card['name']}\t{card['task']}\t{scores or 'no scores'}\t{card.get('size_bytes', 0) / 1e6:.1f} MB"
+        f"\tstep {card.get('step', '?')}"
+    )
 
 # %% ../nbs/15a_models.ipynb #366a3ad9
 def verify_shipped(folder) -> dict:
-    "Check every file of a shipped model against its card; returns the card, or raises `CheckpointError` naming the bad file."
+    """Check every file of a shipped model against its card; returns the card, or raises `CheckpointError`
+    naming the bad file."""
     folder = Path(folder)
-    if not (folder / CARD_NAME).is_file(): raise CheckpointError(f"{folder / CARD_NAME} is missing: {REINSTALL}")
+    if not (folder / CARD_NAME).is_file():
+        raise CheckpointError(f"{folder / CARD_NAME} is missing: {REINSTALL}")
     card = _read_card(folder / CARD_NAME)
     for f, want in card["files"].items():
         p = folder / f
-        if not p.is_file(): raise CheckpointError(f"{p} is missing: {REINSTALL}")
+        if not p.is_file():
+            raise CheckpointError(f"{p} is missing: {REINSTALL}")
         n = p.stat().st_size
-        if n != want["bytes"]: raise CheckpointError(f"{p} is truncated or damaged ({n} bytes, expected {want['bytes']}): {REINSTALL}")
-        if file_sha256(p) != want["sha256"]: raise CheckpointError(f"{p} is damaged (sha256 mismatch): {REINSTALL}")
+        if n != want["bytes"]:
+            raise CheckpointError(
+                f"{p} is truncated or damaged ({n} bytes, expected {want['bytes']}): {REINSTALL}"
+            )
+        if file_sha256(p) != want["sha256"]:
+            raise CheckpointError(f"{p} is damaged (sha256 mismatch): {REINSTALL}")
     return card
 
 def _unknown(name, root: Path, cards: list[dict]) -> ConfigError:
     names = ", ".join(c["name"] for c in cards)
-    return ConfigError(f"no shipped model named {name!r}; " + (f"shipped: {names}" if names else f"none are shipped (in {root})"))
+    return ConfigError(
+        f"no shipped model named {name!r}; "
+        + (f"shipped: {names}" if names else f"none are shipped (in {root})")
+    )
 
 def shipped_for(task: str = "asr", root=None) -> dict:
     "The card of the shipped model for `task` (the first by name)."
     cards = [c for c in shipped_models(root) if c["task"] == task]
-    if not cards: raise ConfigError(f"no {task} model is shipped (in {shipped_root(root)}): pass --run RUN, a trained run folder")
+    if not cards:
+        raise ConfigError(
+            f"no {task} model is shipped (in {shipped_root(root)}): pass --run RUN, a trained run folder"
+        )
     return cards[0]
 
 def load_shipped(name: str, root=None, device: str = "cpu", task: str | None = None):
@@ -184,9 +252,11 @@ def load_shipped(name: str, root=None, device: str = "cpu", task: str | None = N
     from elf_s2t_nb.pipeline import load_run
     root = shipped_root(root)
     cards = shipped_models(root)
-    if not (isinstance(name, str) and re.fullmatch(NAME_RE, name) and (root / name).is_dir()): raise _unknown(name, root, cards)
+    if not (isinstance(name, str) and re.fullmatch(NAME_RE, name) and (root / name).is_dir()):
+        raise _unknown(name, root, cards)
     card = verify_shipped(root / name)
-    if task is not None and card["task"] != task: raise ConfigError(f"shipped model {name} is an {card['task']} model, not {task}")
+    if task is not None and card["task"] != task:
+        raise ConfigError(f"shipped model {name} is an {card['task']} model, not {task}")
     run = load_run(root / name, device)
     run.model.float()
     return run
