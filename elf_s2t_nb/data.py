@@ -200,7 +200,8 @@ class SpeechTextDataset(torch.utils.data.Dataset):
         self.texts, self.uids, self.pad_multiple = list(texts), list(uids), pad_multiple
         self.seconds = list(seconds) if seconds is not None else [float("nan")] * len(self.uids)
 
-    def __len__(self): return len(self.uids)
+    def __len__(self):
+        return len(self.uids)
 
     def __getitem__(self, i: int) -> dict:
         s, n = int(self.starts[i]), int(self.feat_lens[i])
@@ -288,9 +289,11 @@ class BucketBatchSampler:
             order = sorted(range(len(self.lengths)), key=lambda i: self.lengths[i])
             batches = [order[s:s + self.batch_size] for s in range(0, len(order), self.batch_size)]
         return iter(batches)
-    def __len__(self): return -(-len(self.lengths) // self.batch_size)
+    def __len__(self):
+        return -(-len(self.lengths) // self.batch_size)
 
-def _as_is(batch): return batch
+def _as_is(batch):
+    return batch
 
 def make_loader(
     ds: SpeechTextDataset,

@@ -137,7 +137,8 @@ class BottleneckTextProj(nn.Module):
         self.proj1 = nn.Linear(in_dim, bottleneck_dim, bias=False)
         self.proj2 = nn.Linear(bottleneck_dim, hidden)
 
-    def forward(self, x): return self.proj2(self.proj1(x))  # (B, S, D) -> (B, S, H)
+    def forward(self, x):
+        return self.proj2(self.proj1(x))  # (B, S, D) -> (B, S, H)
 
 class FinalLayer(nn.Module):
     "Flow head: RMSNorm (`norm_final`) then Linear(hidden -> D): the x-prediction."
@@ -145,7 +146,8 @@ class FinalLayer(nn.Module):
         super().__init__()
         self.norm_final, self.linear = RMSNorm(hidden), nn.Linear(hidden, out_dim)
 
-    def forward(self, h): return self.linear(self.norm_final(h))  # (B, S, H) -> (B, S, D)
+    def forward(self, h):
+        return self.linear(self.norm_final(h))  # (B, S, H) -> (B, S, D)
 
 # %% ../nbs/06_model.ipynb #8746416c
 class ModelInputError(UserError, ValueError):
@@ -241,7 +243,8 @@ class ELF(nn.Module):
         )
 
     @property
-    def n_params(self) -> int: return count_params(self)
+    def n_params(self) -> int:
+        return count_params(self)
 
 # %% ../nbs/06_model.ipynb #f9c12b1f
 def init_elf_(model: ELF) -> ELF:
@@ -271,17 +274,23 @@ def count_params(model: nn.Module, trainable_only: bool = False) -> int:
     "Number of parameter values in `model` (RoPE tables are buffers, not parameters)."
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
-def model_from_config(cfg: ModelConfig) -> ELF: return ELF(cfg)
+def model_from_config(cfg: ModelConfig) -> ELF:
+    return ELF(cfg)
 
 def _paper(depth, hidden, heads, **kw) -> ELF:
     base = dict(text_encoder_dim=512, max_length=128, vocab_size=32_100, bottleneck_dim=128)
     return ELF(ModelConfig(**{**base, "depth": depth, "hidden_size": hidden, "num_heads": heads, **kw}))
 
-def ELF_B(**kw) -> ELF: return _paper(12, 768, 12, **kw)
-def ELF_M(**kw) -> ELF: return _paper(24, 1056, 16, **kw)
-def ELF_L(**kw) -> ELF: return _paper(32, 1280, 16, **kw)
-def ELF_cpu_tiny(**kw) -> ELF: return ELF(dataclasses.replace(get_preset("cpu-tiny").model, **kw))
-def ELF_cpu_small(**kw) -> ELF: return ELF(dataclasses.replace(get_preset("cpu-small").model, **kw))
+def ELF_B(**kw) -> ELF:
+    return _paper(12, 768, 12, **kw)
+def ELF_M(**kw) -> ELF:
+    return _paper(24, 1056, 16, **kw)
+def ELF_L(**kw) -> ELF:
+    return _paper(32, 1280, 16, **kw)
+def ELF_cpu_tiny(**kw) -> ELF:
+    return ELF(dataclasses.replace(get_preset("cpu-tiny").model, **kw))
+def ELF_cpu_small(**kw) -> ELF:
+    return ELF(dataclasses.replace(get_preset("cpu-small").model, **kw))
 
 # %% ../nbs/06_model.ipynb #13c631ce
 def _state_dict_of(obj, key: str) -> dict:
