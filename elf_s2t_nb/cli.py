@@ -4,10 +4,11 @@
 
 # %% ../nbs/14_cli.ipynb #aa993d7d
 from __future__ import annotations
-import argparse, json, sys
-from pathlib import Path
+import argparse
+import json
+import sys
 
-from .core import UserError, ConfigError, get_preset, load_config, override, PRESETS
+from .core import Config, UserError, ConfigError, get_preset, load_config, override, PRESETS
 
 # %% auto #0
 __all__ = ['TASKS', 'SIZES', 'COMMANDS', 'cmd_config', 'cmd_demo', 'cmd_train', 'cmd_eval', 'cmd_transcribe', 'cmd_models',
@@ -18,10 +19,15 @@ def _config_from_args(a) -> "Config":
     "The run's config: a preset or a file, then `--set` overrides."
     if getattr(a, "config", None) and getattr(a, "preset", None):
         raise ConfigError("give either --preset or --config, not both")
-    cfg = load_config(a.config) if getattr(a, "config", None) else get_preset(getattr(a, "preset", None) or "cpu-tiny")
+    cfg = (
+        load_config(a.config)
+        if getattr(a, "config", None)
+        else get_preset(getattr(a, "preset", None) or "cpu-tiny")
+    )
     return override(cfg, getattr(a, "set", None) or [])
 
-def _print_json(d: dict): print(json.dumps(d, indent=2, default=str))
+def _print_json(d: dict):
+    print(json.dumps(d, indent=2, default=str))
 
 # %% ../nbs/14_cli.ipynb #643dc81f
 def cmd_config(a) -> int:
@@ -34,12 +40,15 @@ def cmd_config(a) -> int:
 TASKS = ("asr", "s2tt")
 
 def cmd_demo(a) -> int:
-    "The main job: corpus, features, text pretraining, speech fine-tuning (ASR and S2TT), evaluation, error analysis."
+    """The main job: corpus, features, text pretraining, speech fine-tuning (ASR and S2TT), evaluation, error
+    analysis."""
     from elf_s2t_nb.demo import run_demo
     tasks = [t.strip() for t in a.tasks.split(",") if t.strip()]
     bad = [t for t in tasks if t not in TASKS]
-    if bad or not tasks: raise ConfigError(f"--tasks {a.tasks!r}: give a comma-separated list of {', '.join(TASKS)}")
-    override(get_preset(a.preset), a.set or [])                     # a bad preset or --set fails before any work
+    if bad or not tasks:
+        raise ConfigError(f"--tasks {a.tasks!r}: give a comma-separated list of {', '.join(TASKS)}")
+    # a bad preset or --set fails before any work
+    override(get_preset(a.preset), a.set or [])
     if a.workers is not None and a.workers < 1:
         raise ConfigError(f"--workers {a.workers}: give 1 or more")
     run_demo(preset=a.preset, out=a.out, size=a.size, tasks=tasks, ablate_forcing=a.ablate_forcing,
@@ -61,16 +70,21 @@ def cmd_eval(a) -> int:
     "Evaluate a trained run on a split of its corpus (WER, BLEU), optionally overriding sampling settings."
     from elf_s2t_nb.pipeline import eval_run
     sets = list(a.set or [])
-    if a.cfg_scale is not None: sets.append(f"sample.cfg_scale={a.cfg_scale}")
-    if a.steps is not None: sets.append(f"sample.steps={a.steps}")
+    if a.cfg_scale is not None:
+        sets.append(f"sample.cfg_scale={a.cfg_scale}")
+    if a.steps is not None:
+        sets.append(f"sample.steps={a.steps}")
     _print_json(eval_run(a.run, split=a.split, overrides=sets, limit=a.limit, task=a.task))
     return 0
 
 def cmd_transcribe(a) -> int:
-    "Transcribe (ASR) or translate (S2TT) audio files with a trained run, or else with a model shipped in the package."
+    """Transcribe (ASR) or translate (S2TT) audio files with a trained run, or else with a model shipped in
+    the package."""
     from elf_s2t_nb.pipeline import load_run, transcribe_files
-    if a.run and a.model: raise ConfigError("give either --run (a run folder) or --model (a shipped model), not both")
-    if a.run: run = load_run(a.run, task=a.task)
+    if a.run and a.model:
+        raise ConfigError("give either --run (a run folder) or --model (a shipped model), not both")
+    if a.run:
+        run = load_run(a.run, task=a.task)
     else:
         from elf_s2t_nb.models import load_shipped, shipped_for
         run = load_shipped(a.model or shipped_for(a.task or "asr")["name"], task=a.task)
@@ -82,25 +96,32 @@ def cmd_models(a) -> int:
     "List the models shipped in the package (or in $ELF_S2T_SHIPPED): name, task, measured scores, size."
     from elf_s2t_nb.models import format_card, shipped_models, shipped_root
     cards = shipped_models()
-    if not cards: print(f"no shipped models (in {shipped_root()}): train a run, then pack it into that folder with "
-                        "elf_s2t_nb.models.pack_model(RUN, FOLDER, NAME, TASK, metrics, command)")
-    for c in cards: print(format_card(c))
+    if not cards:
+        print(
+            f"no shipped models (in {shipped_root()}): train a run, then pack it into that folder with "
+            "elf_s2t_nb.models.pack_model(RUN, FOLDER, NAME, TASK, metrics, command)"
+        )
+    for c in cards:
+        print(format_card(c))
     return 0
 
 def cmd_data(a) -> int:
-    "Build the offline speech corpus of a task (or, with --info, only count what it holds and what is spoken)."
+    """Build the offline speech corpus of a task (or, with --info, only count what it holds and what is
+    spoken)."""
     from elf_s2t_nb.pipeline import data_command
     _print_json(data_command(task=a.task, size=a.size, info=a.info, overrides=a.set or []))
     return 0
 
 def cmd_bench(a) -> int:
-    "Side-by-side speed (and WER) table: caches, true length vs full window, ELF-S2T vs Whisper's decoder, training step."
+    """Side-by-side speed (and WER) table: caches, true length vs full window, ELF-S2T vs Whisper's decoder,
+    training step."""
     from elf_s2t_nb.pipeline import bench_command
     print(bench_command(run=a.run, out=a.out, gpu=a.gpu, quick=a.quick, task=a.task))
     return 0
 
 # %% ../nbs/14_cli.ipynb #ac58e834
-SIZES = ("tiny", "demo", "standard", "big")  # the sizes of `demo.SIZES`, named here so that --help needs no torch
+# the sizes of `demo.SIZES`, named here so that --help needs no torch
+SIZES = ("tiny", "demo", "standard", "big")
 
 def _common(p, cfg_opts: bool = True):
     if cfg_opts:
@@ -113,7 +134,9 @@ def _task_opt(p):
     p.add_argument("--task", choices=TASKS, help="for a demo folder: which of its runs (default asr)")
 
 def _sampling_opts(p):
-    p.add_argument("--cfg-scale", type=float, help="audio classifier-free guidance scale (default: the run's)")
+    p.add_argument(
+        "--cfg-scale", type=float, help="audio classifier-free guidance scale (default: the run's)"
+    )
     p.add_argument("--steps", type=int, help="sampling steps (default: the run's)")
 
 def make_parser() -> argparse.ArgumentParser:
@@ -122,24 +145,43 @@ def make_parser() -> argparse.ArgumentParser:
                                 description="ELF-S2T: flow-matching speech recognition and translation.")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     d = sub.add_parser("demo", help="run the whole reproduction on CPU, offline (the main job)")
-    d.add_argument("--preset", default="cpu-tiny", help=f"a named preset: {', '.join(PRESETS)} (default cpu-tiny)")
+    d.add_argument(
+        "--preset", default="cpu-tiny", help=f"a named preset: {', '.join(PRESETS)} (default cpu-tiny)"
+    )
     _common(d, cfg_opts=False)
-    d.add_argument("--size", default="demo", choices=SIZES, help="tiny: a smoke test; demo: the spoken-command corpus (default); standard, big: the open-domain verse track")
+    d.add_argument(
+        "--size",
+        default="demo",
+        choices=SIZES,
+        help="tiny: a smoke test; demo: the spoken-command corpus (default); "
+        "standard, big: the open-domain verse track",
+    )
     d.add_argument("--tasks", default="asr,s2tt", help="comma-separated: asr, s2tt")
     d.add_argument("--ablate-forcing", action="store_true",
                    help="also fine-tune without audio forcing (mu_d=0.8) to compare")
     d.add_argument("--no-ar", action="store_true", help="skip the same-budget autoregressive baseline")
-    d.add_argument("--workers", type=int, default=None,
-                   help="tasks fine-tuned side by side in worker processes (default: one per CPU core, at most one per task)")
+    d.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="tasks fine-tuned side by side in worker processes "
+        "(default: one per CPU core, at most one per task)",
+    )
     d.add_argument("--out", default="runs", help="folder for run folders (default runs)")
     t = sub.add_parser("train", help="train one run (text pretraining or speech fine-tuning), or resume one")
     _common(t)
-    t.add_argument("--stage", choices=["text", "speech"],
-                   help="text: pretrain the backbone on text; speech: fine-tune on speech (default; "
-                        "with --resume: the run's own stage)")
+    t.add_argument(
+        "--stage",
+        choices=["text", "speech"],
+        help="text: pretrain the backbone on text; speech: fine-tune on speech (default; "
+        "with --resume: the run's own stage)",
+    )
     t.add_argument("--resume", metavar="RUN", help="a run folder to continue exactly where it stopped")
-    t.add_argument("--init", metavar="CKPT",
-                   help="speech stage: the backbone to start from (a text run folder or an official ELF-B file)")
+    t.add_argument(
+        "--init",
+        metavar="CKPT",
+        help="speech stage: the backbone to start from (a text run folder or an official ELF-B file)",
+    )
     t.add_argument("--out", default="runs", help="folder for the new run folder (default runs)")
     e = sub.add_parser("eval", help="evaluate a trained run")
     e.add_argument("run", help="a speech run folder, or a demo folder (see --task)")
@@ -148,11 +190,18 @@ def make_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", default="test", choices=["train", "dev", "test"], help="default test")
     e.add_argument("--limit", type=int, default=0, help="only the first N utterances (default all)")
     _sampling_opts(e)
-    r = sub.add_parser("transcribe", help="transcribe/translate audio files with a trained run or a shipped model")
-    r.add_argument("--run", help="a speech run folder, or a demo folder (see --task); default: the shipped model for --task")
+    r = sub.add_parser(
+        "transcribe", help="transcribe/translate audio files with a trained run or a shipped model"
+    )
+    r.add_argument(
+        "--run",
+        help="a speech run folder, or a demo folder (see --task); default: the shipped model for --task",
+    )
     r.add_argument("--model", metavar="NAME", help="a shipped model by name (see `elf-s2t models`)")
     r.add_argument("files", nargs="+", help="audio files (wav, flac, ogg)")
-    r.add_argument("--task", choices=TASKS, help="which run of a demo folder, or which shipped model (default asr)")
+    r.add_argument(
+        "--task", choices=TASKS, help="which run of a demo folder, or which shipped model (default asr)"
+    )
     _sampling_opts(r)
     sub.add_parser("models", help="list the trained models shipped with the package (or in $ELF_S2T_SHIPPED)")
     s = sub.add_parser("data", help="build or inspect the offline speech corpus")
@@ -162,10 +211,14 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--info", action="store_true",
                    help="only count each split's utterances and how many are already spoken; build nothing")
     b = sub.add_parser("bench", help="side-by-side benchmark (markdown + JSON)")
-    b.add_argument("--run", help="a trained run or demo folder (default: a small model trained on the spot, cached)")
+    b.add_argument(
+        "--run", help="a trained run or demo folder (default: a small model trained on the spot, cached)"
+    )
     _task_opt(b)
     b.add_argument("--out", default="bench", help="folder for bench.md and bench.json (default bench)")
-    b.add_argument("--gpu", action="store_true", help="the GPU training-step benchmark at the paper's shapes instead")
+    b.add_argument(
+        "--gpu", action="store_true", help="the GPU training-step benchmark at the paper's shapes instead"
+    )
     b.add_argument("--quick", action="store_true", help="fewer clips, steps and repeats: a smoke test")
     c = sub.add_parser("config", help="print a preset or config as YAML/JSON")
     _common(c)
@@ -173,13 +226,23 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/14_cli.ipynb #d3a0c782
-COMMANDS = dict(demo=cmd_demo, train=cmd_train, eval=cmd_eval, transcribe=cmd_transcribe, models=cmd_models, data=cmd_data,
-                bench=cmd_bench, config=cmd_config)
+COMMANDS = dict(
+    demo=cmd_demo,
+    train=cmd_train,
+    eval=cmd_eval,
+    transcribe=cmd_transcribe,
+    models=cmd_models,
+    data=cmd_data,
+    bench=cmd_bench,
+    config=cmd_config,
+)
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of `elf-s2t`: run one command; a `UserError` prints one line and returns 2."
-    try: args = make_parser().parse_args(argv)
-    except SystemExit as e: return e.code if isinstance(e.code, int) else 2   # --help (0) or a bad option (2)
+    try:
+        args = make_parser().parse_args(argv)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 2   # --help (0) or a bad option (2)
     try:
         return COMMANDS[args.cmd](args)
     except UserError as e:
