@@ -4,7 +4,10 @@
 
 # %% ../nbs/10_training.ipynb #68630e6e
 from __future__ import annotations
-import json, math, time, warnings
+import json
+import math
+import time
+import warnings
 from contextlib import contextmanager, nullcontext
 from copy import deepcopy
 from dataclasses import dataclass, field
@@ -19,7 +22,7 @@ from torch import nn
 from .core import CheckpointError, Config, ConfigError, FlowConfig, TrainConfig, UserError
 from .core import atomic_write_text, get_device, progress_bar, save_config, seed_everything
 from .flow import decoder_input, restore_cond, training_loss
-from .run_state import CKPT_NAME, BatchStream, DistInfo, init_distributed, load_checkpoint, load_ema
+from .run_state import CKPT_NAME, BatchStream, DistInfo, init_distributed, load_checkpoint
 from .run_state import mean_over_ranks, rng_state, save_checkpoint, set_rng_state, unwrap
 
 # %% auto #0
@@ -29,48 +32,75 @@ __all__ = ['split_params', 'Optimizers', 'make_optimizer', 'lr_at', 'set_lr', 'E
 
 # %% ../nbs/10_training.ipynb #6f4d098a
 def _muon_lr_scale(p: nn.Parameter, is_linear_weight: bool) -> float:
-    "1 for (n_out, n_in) Linear weights; for an (n_in, n_out) kernel used as x @ W, ELF's factor over torch's."
-    if is_linear_weight: return 1.0
+    """1 for (n_out, n_in) Linear weights; for an (n_in, n_out) kernel used as x @ W, ELF's factor over
+    torch's."""
+    if is_linear_weight:
+        return 1.0
     n_in, n_out = p.shape
     return (max(1.0, n_out / n_in) / max(1.0, n_in / n_out)) ** 0.5
 
 def split_params(model: nn.Module) -> tuple[list[dict], list[nn.Parameter]]:
-    "(Muon groups, Adam params): trainable 2-D parameters except `nn.Embedding` tables go to Muon, the rest to Adam."
+    """(Muon groups, Adam params): trainable 2-D parameters except `nn.Embedding` tables go to Muon, the rest
+    to Adam."""
     linear = {id(m.weight) for m in model.modules() if isinstance(m, nn.Linear)}
     tables = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     groups, adam = {}, []
     for p in model.parameters():
-        if not p.requires_grad: continue
-        if p.ndim != 2 or id(p) in tables: adam.append(p)
-        else: groups.setdefault(_muon_lr_scale(p, id(p) in linear), []).append(p)
+        if not p.requires_grad:
+            continue
+        if p.ndim != 2 or id(p) in tables:
+            adam.append(p)
+        else:
+            groups.setdefault(_muon_lr_scale(p, id(p) in linear), []).append(p)
     return [{"params": ps, "lr_scale": s} for s, ps in groups.items()], adam
 
 # %% ../nbs/10_training.ipynb #eca82c5d
 class Optimizers:
     "Several optimisers stepped as one, with one state dict (Muon for matrices + Adam for the rest)."
-    def __init__(self, *opts): self.opts = [o for o in opts if o is not None]
+    def __init__(self, *opts):
+        self.opts = [o for o in opts if o is not None]
     @property
-    def param_groups(self) -> list[dict]: return [g for o in self.opts for g in o.param_groups]
-    def step(self): [o.step() for o in self.opts]
-    def zero_grad(self, set_to_none: bool = True): [o.zero_grad(set_to_none=set_to_none) for o in self.opts]
-    def state_dict(self) -> dict: return {"opts": [o.state_dict() for o in self.opts]}
-    def load_state_dict(self, sd: dict): [o.load_state_dict(s) for o, s in zip(self.opts, sd["opts"], strict=True)]
+    def param_groups(self) -> list[dict]:
+        return [g for o in self.opts for g in o.param_groups]
+    def step(self):
+        for o in self.opts:
+            o.step()
+    def zero_grad(self, set_to_none: bool = True):
+        for o in self.opts:
+            o.zero_grad(set_to_none=set_to_none)
+    def state_dict(self) -> dict:
+        return {"opts": [o.state_dict() for o in self.opts]}
+    def load_state_dict(self, sd: dict):
+        for o, s in zip(self.opts, sd["opts"], strict=True):
+            o.load_state_dict(s)
 
 def make_optimizer(model: nn.Module, tc: TrainConfig) -> Optimizers:
-    "`muon`: Muon on 2-D weights + Adam (same lr) on the rest, as ELF; `adamw`: AdamW on everything. No weight decay."
+    """`muon`: Muon on 2-D weights + Adam (same lr) on the rest, as ELF; `adamw`: AdamW on everything. No
+    weight decay."""
     fused = True if all(p.is_cuda for p in model.parameters()) else None    # fused kernels on CUDA only
     if tc.optimizer == "adamw":
         params = [p for p in model.parameters() if p.requires_grad]
-        return Optimizers(torch.optim.AdamW(params, lr=tc.lr, betas=(0.9, 0.95), weight_decay=0.0, fused=fused))
-    if tc.optimizer != "muon": raise ConfigError(f"train.optimizer must be 'muon' or 'adamw', got {tc.optimizer!r}")
-    if not hasattr(torch.optim, "Muon"): raise ConfigError(f"train.optimizer='muon' needs torch>=2.9 (found {torch.__version__}); use 'adamw'")
+        return Optimizers(
+            torch.optim.AdamW(params, lr=tc.lr, betas=(0.9, 0.95), weight_decay=0.0, fused=fused)
+        )
+    if tc.optimizer != "muon":
+        raise ConfigError(f"train.optimizer must be 'muon' or 'adamw', got {tc.optimizer!r}")
+    if not hasattr(torch.optim, "Muon"):
+        raise ConfigError(f"train.optimizer='muon' needs torch>=2.9 (found {torch.__version__}); use 'adamw'")
     mats, rest = split_params(model)
-    return Optimizers(torch.optim.Muon(mats, lr=tc.lr, weight_decay=0.0, momentum=0.95, nesterov=True, adjust_lr_fn="original") if mats else None,
-                      torch.optim.Adam(rest, lr=tc.lr, betas=(0.9, 0.999), eps=1e-8, fused=fused) if rest else None)
+    return Optimizers(
+        torch.optim.Muon(
+            mats, lr=tc.lr, weight_decay=0.0, momentum=0.95, nesterov=True, adjust_lr_fn="original"
+        )
+        if mats
+        else None,
+        torch.optim.Adam(rest, lr=tc.lr, betas=(0.9, 0.999), eps=1e-8, fused=fused) if rest else None,
+    )
 
 # %% ../nbs/10_training.ipynb #07b1c74e
 def lr_at(step: int, tc: TrainConfig) -> float:
-    "The lr for (1-based) `step`: linear warmup over `warmup_steps`, then constant (ELF) or a cosine to `lr_min_ratio`."
+    """The lr for (1-based) `step`: linear warmup over `warmup_steps`, then constant (ELF) or a cosine to
+    `lr_min_ratio`."""
     if tc.warmup_steps > 0 and step < tc.warmup_steps:
         return tc.lr * step / tc.warmup_steps
     if tc.lr_decay == "none":
@@ -82,39 +112,53 @@ def lr_at(step: int, tc: TrainConfig) -> float:
 
 def set_lr(opt, lr: float) -> float:
     "Set `lr` (times the group's `lr_scale`, if any) in every parameter group of `opt`."
-    for g in opt.param_groups: g["lr"] = lr * g.get("lr_scale", 1.0)
+    for g in opt.param_groups:
+        g["lr"] = lr * g.get("lr_scale", 1.0)
     return lr
 
 # %% ../nbs/10_training.ipynb #59e6bd83
 class EMA:
     "Exponential moving average of a model's weights: ema <- d * ema + (1 - d) * weights, after every step."
     def __init__(self, model: nn.Module, decay: float, warmup: bool = False):
-        self.decay, self.warmup, self.ema_model = decay, warmup, deepcopy(unwrap(model)).eval().requires_grad_(False)
+        self.decay = decay
+        self.warmup = warmup
+        self.ema_model = deepcopy(unwrap(model)).eval().requires_grad_(False)
     def decay_at(self, step: int | None) -> float:
-        "The decay used after (1-based) `step`: `decay`, or with warm-up min(decay, (1 + step) / (10 + step))."
+        """The decay used after (1-based) `step`: `decay`, or with warm-up min(decay, (1 + step) / (10 +
+        step))."""
         return min(self.decay, (1 + step) / (10 + step)) if self.warmup and step is not None else self.decay
     @torch.no_grad()
     def update(self, model: nn.Module, step: int | None = None):
         "Move the average towards `model`'s current weights."
         src = unwrap(model)
-        torch._foreach_lerp_(list(self.ema_model.parameters()), list(src.parameters()), 1.0 - self.decay_at(step))
-        for b, s in zip(self.ema_model.buffers(), src.buffers()): b.copy_(s)
-    def copy_to(self, model: nn.Module): unwrap(model).load_state_dict(self.ema_model.state_dict())
+        torch._foreach_lerp_(
+            list(self.ema_model.parameters()), list(src.parameters()), 1.0 - self.decay_at(step)
+        )
+        for b, s in zip(self.ema_model.buffers(), src.buffers()):
+            b.copy_(s)
+    def copy_to(self, model: nn.Module):
+        unwrap(model).load_state_dict(self.ema_model.state_dict())
     @contextmanager
     def swap(self, model: nn.Module):
         "Inside the block `model` holds the EMA weights; the online weights come back after it."
         online = deepcopy(unwrap(model).state_dict())
         self.copy_to(model)
-        try: yield model
-        finally: unwrap(model).load_state_dict(online)
-    def state_dict(self) -> dict: return self.ema_model.state_dict()
-    def load_state_dict(self, sd: dict): self.ema_model.load_state_dict(sd)
+        try:
+            yield model
+        finally:
+            unwrap(model).load_state_dict(online)
+    def state_dict(self) -> dict:
+        return self.ema_model.state_dict()
+    def load_state_dict(self, sd: dict):
+        self.ema_model.load_state_dict(sd)
 
 # %% ../nbs/10_training.ipynb #339010fe
 def precision_policy(device: torch.device, enabled: bool = True,
                      capability: tuple[int, int] | None = None) -> torch.dtype | None:
-    "The autocast dtype: bf16 on CUDA cards with native bf16 (capability >= 8.0), fp16 on older ones, None = float32."
-    if not enabled or device.type != "cuda": return None
+    """The autocast dtype: bf16 on CUDA cards with native bf16 (capability >= 8.0), fp16 on older ones, None =
+    float32."""
+    if not enabled or device.type != "cuda":
+        return None
     cap = tuple(capability) if capability is not None else torch.cuda.get_device_capability(device)
     return torch.bfloat16 if cap >= (8, 0) else torch.float16
 
@@ -135,16 +179,27 @@ def setup_precision(device: torch.device):
 
 # %% ../nbs/10_training.ipynb #25a49706
 class ElfS2T(nn.Module):
-    "The trainable part of ELF-S2T (ELF backbone + optional audio projector); calling it returns the flow loss."
-    def __init__(self, elf: nn.Module, projector: nn.Module | None = None, flow_cfg: FlowConfig | None = None):
+    """The trainable part of ELF-S2T (ELF backbone + optional audio projector); calling it returns the flow
+    loss."""
+
+    def __init__(
+        self, elf: nn.Module, projector: nn.Module | None = None, flow_cfg: FlowConfig | None = None
+    ):
         super().__init__()
         self.elf, self.projector, self.flow_cfg = elf, projector, flow_cfg or FlowConfig()
-    def loss(self, batch: dict, flow_cfg: FlowConfig | None = None, gen: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
-        "`flow.training_loss` on a batch (x0, ids, loss_mask; plus features, feat_lens when there is a projector)."
-        cond = None if self.projector is None else self.projector(batch["features"], batch["feat_lens"])[0]  # (B, A, D)
+
+    def loss(
+        self, batch: dict, flow_cfg: FlowConfig | None = None, gen: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, dict]:
+        """`flow.training_loss` on a batch (x0, ids, loss_mask; plus features, feat_lens when there is a
+        projector)."""
+        # (B, A, D)
+        cond = None if self.projector is None else self.projector(batch["features"], batch["feat_lens"])[0]
         return training_loss(self.elf, batch["x0"], batch["ids"], batch.get("loss_mask"), cond=cond,
                              cfg=flow_cfg or self.flow_cfg, gen=gen)
-    def forward(self, batch: dict, gen: torch.Generator | None = None): return self.loss(batch, self.flow_cfg, gen)
+
+    def forward(self, batch: dict, gen: torch.Generator | None = None):
+        return self.loss(batch, self.flow_cfg, gen)
 
 # %% ../nbs/10_training.ipynb #0ac6e92f
 @torch.no_grad()
@@ -152,7 +207,8 @@ def decode_probe(model: ElfS2T,     # backbone + projector
                  batch: dict,        # features, feat_lens, x0, ids (compact ids of the decode head)
                  eos_id: int,        # the head's EOS id: those slots are left out
                  sigma_d: float = 1.0, seed: int = 0) -> dict:
-    "Word-token accuracy (EOS excluded) of one decode pass: text slots pure noise with / without audio, and clean."
+    """Word-token accuracy (EOS excluded) of one decode pass: text slots pure noise with / without audio, and
+    clean."""
     elf, proj = unwrap(model).elf, unwrap(model).projector
     was_training = elf.training
     elf.eval()
@@ -163,7 +219,11 @@ def decode_probe(model: ElfS2T,     # backbone + projector
     eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed)).to(dev)
     words = ids != eos_id
     out = {}
-    for name, c, lam in (("acc_audio", cond, 0.0), ("acc_null", torch.zeros_like(cond), 0.0), ("acc_clean", cond, 1.0)):
+    for name, c, lam in (
+        ("acc_audio", cond, 0.0),
+        ("acc_null", torch.zeros_like(cond), 0.0),
+        ("acc_clean", cond, 1.0),
+    ):
         z = decoder_input(x0, eps, x0.new_full(ids.shape, lam), c, sigma_d)
         x = torch.cat([z, restore_cond(torch.zeros_like(z), c)], -1)
         B = x.shape[0]
@@ -180,10 +240,12 @@ class DivergedError(UserError, FloatingPointError):
 
 @dataclass
 class TrainState:
-    "The loop's bookkeeping besides tensors: steps done, the step of the last checkpoint, the per-step history."
+    """The loop's bookkeeping besides tensors: steps done, the step of the last checkpoint, the per-step
+    history."""
     step: int = 0
     ckpt_step: int = 0                               # 0 = no checkpoint yet
-    elapsed: float = 0.0                             # training seconds before this process (restored on resume)
+    # training seconds before this process (restored on resume)
+    elapsed: float = 0.0
     history: list[dict] = field(default_factory=list)
 
 def model_loss(model: nn.Module, batch, gen: torch.Generator | None) -> tuple[torch.Tensor, dict]:
@@ -192,56 +254,94 @@ def model_loss(model: nn.Module, batch, gen: torch.Generator | None) -> tuple[to
 
 def to_device(batch, device: torch.device):
     "Move the tensors of a (nested) batch to `device`; everything else passes through."
-    if torch.is_tensor(batch): return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict): return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)): return type(batch)(to_device(v, device) for v in batch)
+    if torch.is_tensor(batch):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
     return batch
 
 def split_batch(batch: dict, n: int) -> list[tuple[dict, float]]:
     "`batch` cut along its rows into `n` micro-batches, each with its share of the rows."
-    if n <= 1: return [(batch, 1.0)]
-    if not isinstance(batch, dict): raise ConfigError("train.accum_steps > 1 needs batches that are dicts of rows")
+    if n <= 1:
+        return [(batch, 1.0)]
+    if not isinstance(batch, dict):
+        raise ConfigError("train.accum_steps > 1 needs batches that are dicts of rows")
     rows = next(len(v) for v in batch.values() if torch.is_tensor(v) or isinstance(v, (list, tuple)))
-    if n > rows: raise ConfigError(f"train.accum_steps={n} is more than the {rows} rows of a batch: lower it")
+    if n > rows:
+        raise ConfigError(f"train.accum_steps={n} is more than the {rows} rows of a batch: lower it")
     bounds = np.linspace(0, rows, n + 1).round().astype(int)
-    cut = lambda v, a, b: v[a:b] if torch.is_tensor(v) or isinstance(v, (list, tuple)) else v
+    def cut(v, a, b):
+        return v[a:b] if torch.is_tensor(v) or isinstance(v, (list, tuple)) else v
     return [({k: cut(v, a, b) for k, v in batch.items()}, (b - a) / rows) for a, b in zip(bounds, bounds[1:])]
 
-def accumulate(net: nn.Module, batch, gen, loss_fn: Callable, device: torch.device, n_micro: int = 1,
-               dtype: torch.dtype | None | str = "auto", scaler: torch.amp.GradScaler | None = None) -> tuple[torch.Tensor, dict]:
-    "Forward + backward over `n_micro` micro-batches, gradients summed as the whole batch's mean loss would give them."
+def accumulate(
+    net: nn.Module,
+    batch,
+    gen,
+    loss_fn: Callable,
+    device: torch.device,
+    n_micro: int = 1,
+    dtype: torch.dtype | None | str = "auto",
+    scaler: torch.amp.GradScaler | None = None,
+) -> tuple[torch.Tensor, dict]:
+    """Forward + backward over `n_micro` micro-batches, gradients summed as the whole batch's mean loss would
+    give them."""
     parts = split_batch(batch, n_micro)
     total, stats = torch.zeros((), device=device), {}
     for k, (micro, share) in enumerate(parts):
         last = k == len(parts) - 1
-        sync = nullcontext() if last or not hasattr(net, "no_sync") else net.no_sync()   # DDP: all-reduce once
+        # DDP: all-reduce once
+        sync = nullcontext() if last or not hasattr(net, "no_sync") else net.no_sync()
         with sync:
-            with autocast_for(device, dtype=dtype): loss, st = loss_fn(net, micro, gen)   # forward
+            with autocast_for(device, dtype=dtype):
+                loss, st = loss_fn(net, micro, gen)   # forward
             part = loss.float() * share
             (scaler.scale(part) if scaler is not None else part).backward()               # backward
         total = total + part.detach()
-        for name, v in st.items(): stats[name] = stats.get(name, 0.0) + float(v) * share
+        for name, v in st.items():
+            stats[name] = stats.get(name, 0.0) + float(v) * share
     return total, stats
 
-def train_step(net: nn.Module, batch, opt: Optimizers, tc: TrainConfig, step: int, gen, loss_fn: Callable,
-               device: torch.device, di: DistInfo = DistInfo(), scaler: torch.amp.GradScaler | None = None) -> dict:
-    "One optimiser step: forward, backward (over `tc.accum_steps` micro-batches), finiteness guard, clip, update."
+def train_step(
+    net: nn.Module,
+    batch,
+    opt: Optimizers,
+    tc: TrainConfig,
+    step: int,
+    gen,
+    loss_fn: Callable,
+    device: torch.device,
+    di: DistInfo = DistInfo(),
+    scaler: torch.amp.GradScaler | None = None,
+) -> dict:
+    """One optimiser step: forward, backward (over `tc.accum_steps` micro-batches), finiteness guard, clip,
+    update."""
     lr = set_lr(opt, lr_at(step, tc))
     scaler = scaler if scaler is not None and scaler.is_enabled() else None
     dtype = precision_policy(device, tc.bf16)
     loss, stats = accumulate(net, batch, gen, loss_fn, device, tc.accum_steps, dtype, scaler)
     loss_val = mean_over_ranks(loss, di).item()
     if scaler is not None:
-        for o in opt.opts: scaler.unscale_(o)                                          # true gradients before clipping
-    grad_norm = nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip if tc.grad_clip > 0 else float("inf")).item()
-    overflow = scaler is not None and np.isfinite(loss_val) and not np.isfinite(grad_norm)   # fp16: skip, lower the scale
+        for o in opt.opts:
+            scaler.unscale_(o)  # true gradients before clipping
+    grad_norm = nn.utils.clip_grad_norm_(
+        net.parameters(), tc.grad_clip if tc.grad_clip > 0 else float("inf")
+    ).item()
+    # fp16: skip, lower the scale
+    overflow = scaler is not None and np.isfinite(loss_val) and not np.isfinite(grad_norm)
     if not (np.isfinite(loss_val) and (np.isfinite(grad_norm) or overflow)):               # guard: no update
         opt.zero_grad(set_to_none=True)
-        raise DivergedError(f"training stopped at step {step}: the loss is {loss_val} and the gradient norm {grad_norm}")
+        raise DivergedError(
+            f"training stopped at step {step}: the loss is {loss_val} and the gradient norm {grad_norm}"
+        )
     if scaler is not None:
-        for o in opt.opts: scaler.step(o)                                              # skipped when it overflowed
+        for o in opt.opts:
+            scaler.step(o)                                              # skipped when it overflowed
         scaler.update()
-    else: opt.step()
+    else:
+        opt.step()
     opt.zero_grad(set_to_none=True)                                                    # update
     extra = {"loss_scale": scaler.get_scale(), "skipped": float(overflow)} if scaler is not None else {}
     return {"step": step, "loss": loss_val, "lr": lr, "grad_norm": grad_norm, **stats, **extra}
@@ -254,108 +354,181 @@ def _mean(window: list[dict], k: str) -> float:
 def log_metrics(run_dir: Path, window: list[dict], seconds: float) -> dict:
     "Append one line to `run_dir/metrics.jsonl` summarising the steps in `window`."
     last = window[-1]
-    rec = {"step": last["step"], "loss": _mean(window, "loss"), "lr": last["lr"], "grad_norm": _mean(window, "grad_norm"),
-           "steps_per_s": len(window) / max(seconds, 1e-9),
-           "stats": {k: _mean(window, k) for k in last if k not in ("step", "loss", "lr", "grad_norm")}}
-    with open(Path(run_dir) / "metrics.jsonl", "a") as f: f.write(json.dumps(rec) + "\n")
+    rec = {
+        "step": last["step"],
+        "loss": _mean(window, "loss"),
+        "lr": last["lr"],
+        "grad_norm": _mean(window, "grad_norm"),
+        "steps_per_s": len(window) / max(seconds, 1e-9),
+        "stats": {k: _mean(window, k) for k in last if k not in ("step", "loss", "lr", "grad_norm")},
+    }
+    with open(Path(run_dir) / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(rec) + "\n")
     return rec
 
 def read_metrics(run_dir, max_step: int | None = None) -> list[dict]:
     "The records of `run_dir/metrics.jsonl` (up to `max_step`), skipping lines that do not parse."
     p, out = Path(run_dir) / "metrics.jsonl", []
     for line in (p.read_text().splitlines() if p.exists() else []):
-        try: rec = json.loads(line)
-        except json.JSONDecodeError: continue
-        if max_step is None or rec.get("step", 0) <= max_step: out.append(rec)
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if max_step is None or rec.get("step", 0) <= max_step:
+            out.append(rec)
     return out
 
 # %% ../nbs/10_training.ipynb #06da9cc9
 def _flat(d: dict, prefix: str = "") -> dict:
     out = {}
-    for k, v in d.items(): out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
     return out
 
 def _as_stream(data, cfg: Config, di: DistInfo, collate_fn):
-    "A BatchStream sharded for this process (from a stream or a dataset); other iterables of batches pass through."
-    if isinstance(data, BatchStream): data.shard(di.rank, di.world_size); return data
+    """A BatchStream sharded for this process (from a stream or a dataset); other iterables of batches pass
+    through."""
+    if isinstance(data, BatchStream):
+        data.shard(di.rank, di.world_size)
+        return data
     if hasattr(data, "__len__") and hasattr(data, "__getitem__"):
-        return BatchStream(data, cfg.data.batch_size, collate_fn, seed=cfg.train.seed, num_workers=cfg.data.num_workers,
-                           rank=di.rank, world_size=di.world_size)
+        return BatchStream(
+            data,
+            cfg.data.batch_size,
+            collate_fn,
+            seed=cfg.train.seed,
+            num_workers=cfg.data.num_workers,
+            rank=di.rank,
+            world_size=di.world_size,
+        )
     return data
 
 def _restore(path: Path, cfg: Config, model, opt, ema, stream, gen, di: DistInfo) -> tuple[int, float]:
     "Load the checkpoint at `path` into everything that carries state; return its step and training seconds."
     ck = load_checkpoint(path)
     old, new = _flat(ck["config"]), _flat(cfg.to_dict())
-    changed = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in new.items() if old.get(k) != v and k != "train.steps"]
-    if changed: warnings.warn(f"resuming {path} with a changed config: {', '.join(changed)}")
-    try: unwrap(model).load_state_dict(ck["model"])
-    except RuntimeError as e:                         # another architecture or vocabulary: one line, not a traceback
+    changed = [
+        f"{k} {old.get(k)!r} -> {v!r}" for k, v in new.items() if old.get(k) != v and k != "train.steps"
+    ]
+    if changed:
+        warnings.warn(f"resuming {path} with a changed config: {', '.join(changed)}")
+    try:
+        unwrap(model).load_state_dict(ck["model"])
+    except RuntimeError as e:  # another architecture or vocabulary: one line, not a traceback
         raise CheckpointError(f"{path} does not fit this model ({str(e).splitlines()[0]}); "
                               "resume with the run's own config") from None
     opt.load_state_dict(ck["optimizer"])
     ema.load_state_dict(ck["ema"])
-    if isinstance(stream, BatchStream) and ck["data"]: stream.load_state_dict(ck["data"])
-    else: warnings.warn("the data is not a BatchStream: its order restarts from the beginning on resume")
-    if len(ck["rng"]) == di.world_size: set_rng_state(ck["rng"][di.rank], gen)
-    else: warnings.warn(f"{path} holds random states for {len(ck['rng'])} processes, not {di.world_size}: random draws will differ")
+    if isinstance(stream, BatchStream) and ck["data"]:
+        stream.load_state_dict(ck["data"])
+    else:
+        warnings.warn("the data is not a BatchStream: its order restarts from the beginning on resume")
+    if len(ck["rng"]) == di.world_size:
+        set_rng_state(ck["rng"][di.rank], gen)
+    else:
+        warnings.warn(
+            f"{path} holds random states for {len(ck['rng'])} processes, not {di.world_size}: random draws "
+            "will differ"
+        )
     return ck["step"], float(ck.get("elapsed", 0.0))
 
 def _checkpoint(path: Path, cfg: Config, state: TrainState, model, opt, ema, stream, gen, di: DistInfo):
     "Gather every process's random state; process 0 writes the checkpoint atomically."
     rngs = [rng_state(gen)]
-    if di.world_size > 1: rngs = [None] * di.world_size; dist.all_gather_object(rngs, rng_state(gen))
-    if di.main: save_checkpoint(path, cfg=cfg, step=state.step, model=model, opt=opt, ema=ema,
-                                stream=stream if isinstance(stream, BatchStream) else None, rng=rngs,
-                                elapsed=state.history[-1]["elapsed"] if state.history else state.elapsed)
-    if di.world_size > 1: dist.barrier()
+    if di.world_size > 1:
+        rngs = [None] * di.world_size
+        dist.all_gather_object(rngs, rng_state(gen))
+    if di.main:
+        save_checkpoint(
+            path,
+            cfg=cfg,
+            step=state.step,
+            model=model,
+            opt=opt,
+            ema=ema,
+            stream=stream if isinstance(stream, BatchStream) else None,
+            rng=rngs,
+            elapsed=state.history[-1]["elapsed"] if state.history else state.elapsed,
+        )
+    if di.world_size > 1:
+        dist.barrier()
     state.ckpt_step = state.step
 
 # %% ../nbs/10_training.ipynb #c3152be3
 def _setup(model: nn.Module, cfg: Config, device: str, di: DistInfo):
     "Device, precision, compile, DDP wrapper, optimiser and EMA."
-    dev = torch.device("cuda", di.local_rank) if di.world_size > 1 and torch.cuda.is_available() else get_device(device)
+    dev = (
+        torch.device("cuda", di.local_rank)
+        if di.world_size > 1 and torch.cuda.is_available()
+        else get_device(device)
+    )
     setup_precision(dev)
     model.to(dev)
-    if cfg.train.compile: model.compile()
+    if cfg.train.compile:
+        model.compile()
     net = (nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-           if di.world_size > 1 else model)                           # DDP broadcasts process 0's weights here
+           if di.world_size > 1 else model)  # DDP broadcasts process 0's weights here
     return dev, net, make_optimizer(model, cfg.train), EMA(model, cfg.train.ema_decay, cfg.train.ema_warmup)
 
 def train(model: nn.Module, data, cfg: Config, run_dir, resume: bool = False, loss_fn: Callable | None = None,
           eval_fn: Callable | None = None, eval_every: int = 0, collate_fn: Callable | None = None,
           device: str = "auto", progress: bool = True) -> list[dict]:
-    "Train `model` on `data` (BatchStream, dataset or iterable of batches) as `cfg.train` says; return the per-step history."
+    """Train `model` on `data` (BatchStream, dataset or iterable of batches) as `cfg.train` says; return the
+    per-step history."""
     tc, run_dir, di, loss_fn = cfg.train, Path(run_dir), init_distributed(), loss_fn or model_loss
     dev, net, opt, ema = _setup(model, cfg, device, di)
     dtype = precision_policy(dev, tc.bf16)
-    scaler = make_scaler(dev, dtype)                                  # fp16 only (cards without native bf16)
-    stream, gen, state, ckpt = _as_stream(data, cfg, di, collate_fn), torch.Generator(dev), TrainState(), run_dir / CKPT_NAME
-    gen.manual_seed(tc.seed + di.rank)                                # per-process draws (flow times, noise, rows)
+    scaler = make_scaler(dev, dtype)  # fp16 only (cards without native bf16)
+    stream = _as_stream(data, cfg, di, collate_fn)
+    gen = torch.Generator(dev)
+    state = TrainState()
+    ckpt = run_dir / CKPT_NAME
+    # per-process draws (flow times, noise, rows)
+    gen.manual_seed(tc.seed + di.rank)
     if resume:
         state.step, state.elapsed = _restore(ckpt, cfg, model, opt, ema, stream, gen, di)
         state.ckpt_step = state.step
-    elif ckpt.exists(): raise UserError(f"{ckpt} exists: pass resume=True to continue that run, or choose a new run folder")
-    else: seed_everything(tc.seed + di.rank)
+    elif ckpt.exists():
+        raise UserError(f"{ckpt} exists: pass resume=True to continue that run, or choose a new run folder")
+    else:
+        seed_everything(tc.seed + di.rank)
     if di.main:
-        run_dir.mkdir(parents=True, exist_ok=True); save_config(cfg, run_dir / "config.json")
-        atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in read_metrics(run_dir, state.step)))
-        print(f"{cfg.name}: {sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable parameters, "
-              f"{tc.optimizer} lr {tc.lr:g}, {dev} x{di.world_size} {str(dtype or 'float32').replace('torch.', '')}"
-              + (f" x{tc.accum_steps} micro-batches" if tc.accum_steps > 1 else "") + f", steps {state.step}->{tc.steps}, run folder {run_dir}")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.json")
+        atomic_write_text(
+            run_dir / "metrics.jsonl",
+            "".join(json.dumps(r) + "\n" for r in read_metrics(run_dir, state.step)),
+        )
+        print(
+            f"{cfg.name}: {sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable "
+            f"parameters, {tc.optimizer} lr {tc.lr:g}, {dev} x{di.world_size} "
+            f"{str(dtype or 'float32').replace('torch.', '')}"
+            + (f" x{tc.accum_steps} micro-batches" if tc.accum_steps > 1 else "")
+            + f", steps {state.step}->{tc.steps}, run folder {run_dir}"
+        )
     it, window, t_log = iter(stream), [], time.perf_counter()
     bar = progress_bar(total=tc.steps, initial=state.step, unit="step", disable=not (progress and di.main))
     clock = time.perf_counter() - state.elapsed                       # training seconds count from here
     t_ckpt = time.perf_counter()                                      # wall clock of the last checkpoint
     while state.step < tc.steps and not (tc.max_seconds and time.perf_counter() - clock >= tc.max_seconds):
         batch = next(it, None)                                                      # 1. data
-        if batch is None: warnings.warn(f"the data ran out after step {state.step}"); break
-        try: rec = train_step(net, to_device(batch, dev), opt, tc, state.step + 1, gen, loss_fn, dev, di, scaler)  # 2.-5.
+        if batch is None:
+            warnings.warn(f"the data ran out after step {state.step}")
+            break
+        try:
+            rec = train_step(net, to_device(batch, dev), opt, tc, state.step + 1, gen, loss_fn,  # 2.-5.
+                             dev, di, scaler)
         except DivergedError as e:
             bar.close()
-            raise DivergedError(f"{e}. " + (f"The last good checkpoint, {ckpt} (step {state.ckpt_step}), was left untouched; "
-                                if state.ckpt_step else "No checkpoint had been written yet; ")
-                                + "lower train.lr or lengthen train.warmup_steps and start again from it.") from None
+            raise DivergedError(
+                f"{e}. "
+                + (
+                    f"The last good checkpoint, {ckpt} (step {state.ckpt_step}), was left untouched; "
+                    if state.ckpt_step
+                    else "No checkpoint had been written yet; "
+                )
+                + "lower train.lr or lengthen train.warmup_steps and start again from it."
+            ) from None
         ema.update(model, state.step + 1)                                           # 6. EMA
         state.step += 1
         rec["elapsed"] = time.perf_counter() - clock                                # training seconds so far
@@ -365,18 +538,24 @@ def train(model: nn.Module, data, cfg: Config, run_dir, resume: bool = False, lo
         bar.update(1)
         last = state.step == tc.steps or bool(tc.max_seconds and rec["elapsed"] >= tc.max_seconds)
         if state.step % tc.log_every == 0 or last:                                  # 7. log
-            if di.main: log_metrics(run_dir, window, time.perf_counter() - t_log)
+            if di.main:
+                log_metrics(run_dir, window, time.perf_counter() - t_log)
             window, t_log = [], time.perf_counter()
         due = bool(tc.ckpt_minutes) and time.perf_counter() - t_ckpt >= 60 * tc.ckpt_minutes
-        if di.world_size > 1 and tc.ckpt_minutes:                                   # every process decides alike
+        if di.world_size > 1 and tc.ckpt_minutes:  # every process decides alike
             due = bool(mean_over_ranks(torch.tensor(float(due), device=dev), di).item() > 0)
-        if state.step % tc.ckpt_every == 0 or last or due:                          #    checkpoint (steps or minutes)
+        if state.step % tc.ckpt_every == 0 or last or due:  #    checkpoint (steps or minutes)
             _checkpoint(ckpt, cfg, state, model, opt, ema, stream, gen, di)
             t_ckpt = time.perf_counter()
         if eval_fn is not None and eval_every and (state.step % eval_every == 0 or last) and di.main:
-            t_eval = time.perf_counter()                                            # evaluate the EMA, off the clock
-            rec_eval = {"step": state.step, "elapsed": rec["elapsed"], "eval": eval_fn(ema.ema_model, state.step)}
-            with open(run_dir / "metrics.jsonl", "a") as f: f.write(json.dumps(rec_eval) + "\n")
+            t_eval = time.perf_counter()  # evaluate the EMA, off the clock
+            rec_eval = {
+                "step": state.step,
+                "elapsed": rec["elapsed"],
+                "eval": eval_fn(ema.ema_model, state.step),
+            }
+            with open(run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(rec_eval) + "\n")
             clock += time.perf_counter() - t_eval
             t_log += time.perf_counter() - t_eval
     bar.close()
