@@ -4,22 +4,23 @@
 
 # %% ../nbs/15_pipeline.ipynb #7d828ef6
 from __future__ import annotations
-import dataclasses, json, time, warnings
+import dataclasses
+import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-from .core import Config, ConfigError, UserError, load_config, override, get_device, get_preset, seed_everything
+from .core import Config, ConfigError, load_config, override, get_preset, seed_everything
 from .core import atomic_write_text, cache_dir, make_run_dir
 from .data import SOURCES, SpeechTextDataset, build_synth_split, length_batcher, load_verses
 from .whisper_encoder import WhisperEncoder, FeatureCache
 from .latents import TextEncoder, LatentCache
-from .model import ELF, count_params, load_elf_checkpoint
+from .model import ELF, load_elf_checkpoint
 from .projector import AudioProjector
-from .run_state import CKPT_NAME, BatchStream, CheckpointError, load_checkpoint, unwrap
+from .run_state import CKPT_NAME, BatchStream, CheckpointError, load_checkpoint
 from .train import ElfS2T, decode_probe, train
 from .audio import load_audio
 from .evaluate import transcribe_batches, score, save_jsonl, utterance_records
@@ -32,7 +33,8 @@ __all__ = ['model_config_for', 'build_model', 'init_backbone', 'CorpusVocab', 'F
 
 # %% ../nbs/15_pipeline.ipynb #fd0a9fe4
 def model_config_for(cfg: Config, n_audio: int, text_dim: int, vocab_size: int):
-    "The backbone's `ModelConfig`: sequence = `n_audio` audio slots + L text slots, latent width and vocabulary of the text encoder."
+    """The backbone's `ModelConfig`: sequence = `n_audio` audio slots + L text slots, latent width and
+    vocabulary of the text encoder."""
     return dataclasses.replace(cfg.model, max_length=n_audio + cfg.latent.max_len, text_encoder_dim=text_dim,
                                vocab_size=vocab_size, n_cond=n_audio)
 
@@ -45,27 +47,36 @@ def build_model(cfg: Config, text_dim: int, vocab_size: int, d_whisper: int | No
 
 # %% ../nbs/15_pipeline.ipynb #a2705944
 def init_backbone(model: ElfS2T, path) -> ElfS2T:
-    "Load a backbone into `model.elf`, strictly: the EMA weights of a text run of ours, or an official ELF checkpoint."
+    """Load a backbone into `model.elf`, strictly: the EMA weights of a text run of ours, or an official ELF
+    checkpoint."""
     path = Path(path)
     path = path / CKPT_NAME if path.is_dir() and (path / CKPT_NAME).is_file() else path
     if not path.is_file():                                             # an official folder or Hugging Face id
         from elf_s2t_nb.gpu import resolve_checkpoint  # the paper-scale branch, only for official ids
         path = resolve_checkpoint(path)
-    try: ck = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"backbone checkpoint {path} is damaged or not a torch file ({type(e).__name__})") from None
+        raise CheckpointError(
+            f"backbone checkpoint {path} is damaged or not a torch file ({type(e).__name__})"
+        ) from None
     if isinstance(ck, dict) and "ema" in ck and "config" in ck:            # a run folder of this project
         sd = {k[len("elf."):]: v for k, v in ck["ema"].items() if k.startswith("elf.")}
-        try: model.elf.load_state_dict(sd, strict=True)
+        try:
+            model.elf.load_state_dict(sd, strict=True)
         except RuntimeError as e:
-            raise CheckpointError(f"the backbone in {path} does not fit this model ({str(e).splitlines()[0]}); "
-                                  "pretrain with the same model.* and latent.* settings") from None
-    else: load_elf_checkpoint(model.elf, ck)                              # official "params"/"ema_params1" layout
+            raise CheckpointError(
+                f"the backbone in {path} does not fit this model ({str(e).splitlines()[0]}); "
+                "pretrain with the same model.* and latent.* settings"
+            ) from None
+    else:
+        load_elf_checkpoint(model.elf, ck)  # official "params"/"ema_params1" layout
     return model
 
 # %% ../nbs/15_pipeline.ipynb #c706e19b
 class CorpusVocab:
-    "Decode-head vocabulary: the tokenizer ids seen in training text (EOS first, UNK second), mapped to 0..n-1."
+    """Decode-head vocabulary: the tokenizer ids seen in training text (EOS first, UNK second), mapped to
+    0..n-1."""
     def __init__(self, text_encoder: TextEncoder, token_ids: list[int]):
         unk = text_encoder.tokenizer.unk_token_id
         special = [text_encoder.eos_id] + ([unk] if unk is not None else [])
@@ -75,30 +86,53 @@ class CorpusVocab:
         self.table[torch.tensor(self.tokens)] = torch.arange(len(self.tokens))
     eos_id = 0
     @property
-    def size(self) -> int: return len(self.tokens)
+    def size(self) -> int:
+        return len(self.tokens)
     @property
-    def dim(self) -> int: return self.text_encoder.dim
-    def to_compact(self, ids: torch.Tensor) -> torch.Tensor: return self.table[ids.long()]
-    def to_tokenizer(self, ids) -> list[list[int]]: return [[self.tokens[i] for i in row] for row in torch.as_tensor(ids).tolist()] \
-        if torch.is_tensor(ids) else [[self.tokens[i] for i in row] for row in ids]
-    def decode(self, ids) -> list[str]: return self.text_encoder.decode_lists(self.to_tokenizer(ids))
+    def dim(self) -> int:
+        return self.text_encoder.dim
+    def to_compact(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.table[ids.long()]
+
+    def to_tokenizer(self, ids) -> list[list[int]]:
+        return (
+            [[self.tokens[i] for i in row] for row in torch.as_tensor(ids).tolist()]
+            if torch.is_tensor(ids)
+            else [[self.tokens[i] for i in row] for row in ids]
+        )
+    def decode(self, ids) -> list[str]:
+        return self.text_encoder.decode_lists(self.to_tokenizer(ids))
 
 class FullVocab:
     "The tokenizer's whole vocabulary (ELF's choice): ids pass through unchanged."
-    def __init__(self, text_encoder: TextEncoder): self.text_encoder, self.eos_id = text_encoder, text_encoder.eos_id
+
+    def __init__(self, text_encoder: TextEncoder):
+        self.text_encoder, self.eos_id = text_encoder, text_encoder.eos_id
     @property
-    def size(self) -> int: return self.text_encoder.vocab_size
+    def size(self) -> int:
+        return self.text_encoder.vocab_size
     @property
-    def dim(self) -> int: return self.text_encoder.dim
-    def to_compact(self, ids): return ids.long()
-    def decode(self, ids) -> list[str]: return self.text_encoder.decode_lists(ids)
+    def dim(self) -> int:
+        return self.text_encoder.dim
+    def to_compact(self, ids):
+        return ids.long()
+    def decode(self, ids) -> list[str]:
+        return self.text_encoder.decode_lists(ids)
 
 # %% ../nbs/15_pipeline.ipynb #54261ccd
-def make_vocab(cfg: Config, text_encoder: TextEncoder, train_ids: torch.Tensor | None = None, saved: list[int] | None = None):
+def make_vocab(
+    cfg: Config,
+    text_encoder: TextEncoder,
+    train_ids: torch.Tensor | None = None,
+    saved: list[int] | None = None,
+):
     "The vocabulary `cfg.latent.vocab` asks for: rebuilt from saved ids, or collected from the training ids."
-    if cfg.latent.vocab == "full": return FullVocab(text_encoder)
-    if cfg.latent.vocab != "corpus": raise ConfigError(f"latent.vocab must be 'corpus' or 'full', got {cfg.latent.vocab!r}")
-    if saved is None and train_ids is None: raise ConfigError("a corpus vocabulary needs the training ids (or a saved vocab.json)")
+    if cfg.latent.vocab == "full":
+        return FullVocab(text_encoder)
+    if cfg.latent.vocab != "corpus":
+        raise ConfigError(f"latent.vocab must be 'corpus' or 'full', got {cfg.latent.vocab!r}")
+    if saved is None and train_ids is None:
+        raise ConfigError("a corpus vocabulary needs the training ids (or a saved vocab.json)")
     return CorpusVocab(text_encoder, saved if saved is not None else torch.unique(train_ids).tolist())
 
 # %% ../nbs/15_pipeline.ipynb #a7534276
@@ -106,12 +140,18 @@ class TextDataset(torch.utils.data.Dataset):
     "Pre-encoded text examples; whole batches by fancy indexing (x0, ids, loss_mask, text)."
     def __init__(self, ids: torch.Tensor, x0: torch.Tensor, texts: list[str]):
         self.ids, self.x0, self.texts = ids.long(), x0.half(), list(texts)      # (N, L), (N, L, D)
-    def __len__(self): return len(self.texts)
-    def __getitem__(self, i): return self.__getitems__([i])
+    def __len__(self):
+        return len(self.texts)
+    def __getitem__(self, i):
+        return self.__getitems__([i])
     def __getitems__(self, idx) -> dict:
         idx = torch.as_tensor(idx, dtype=torch.long)
-        return {"x0": self.x0[idx].float(), "ids": self.ids[idx], "loss_mask": torch.ones(self.ids[idx].shape, dtype=torch.bool),
-                "text": [self.texts[i] for i in idx.tolist()]}
+        return {
+            "x0": self.x0[idx].float(),
+            "ids": self.ids[idx],
+            "loss_mask": torch.ones(self.ids[idx].shape, dtype=torch.bool),
+            "text": [self.texts[i] for i in idx.tolist()],
+        }
 
 # %% ../nbs/15_pipeline.ipynb #f3e8e02e
 def train_texts(cfg: Config) -> list[str]:
@@ -120,11 +160,14 @@ def train_texts(cfg: Config) -> list[str]:
     seen, out = set(), []
     for v in command_sentences("train") if cfg.data.source == "commands" else load_verses(split="train"):
         n = len(v["en"].split())
-        if v["en"] not in seen and cfg.data.min_words <= n <= (cfg.data.max_words or n): seen.add(v["en"]); out.append(v["en"])
+        if v["en"] not in seen and cfg.data.min_words <= n <= (cfg.data.max_words or n):
+            seen.add(v["en"])
+            out.append(v["en"])
     return out
 
 def prepare_text(cfg: Config, device: str = "cpu", limit: int = 0):
-    "(text encoder, vocabulary, TextDataset of the (first `limit`) training texts); sets `cfg.latent.latent_std` if it is 0."
+    """(text encoder, vocabulary, TextDataset of the (first `limit`) training texts); sets
+    `cfg.latent.latent_std` if it is 0."""
     texts = train_texts(cfg)[:limit or None]
     te = TextEncoder.from_config(cfg.latent, texts=texts, device=device)
     ids, x0 = LatentCache(te).get(texts)
@@ -135,22 +178,30 @@ def prepare_text(cfg: Config, device: str = "cpu", limit: int = 0):
 def save_vocab(run_dir, vocab) -> Path:
     "Write the run's vocabulary (`vocab.json`) so a run folder is self-contained."
     toks = getattr(vocab, "tokens", None)
-    return atomic_write_text(Path(run_dir) / "vocab.json", json.dumps({"kind": "corpus" if toks else "full", "tokens": toks}))
+    return atomic_write_text(
+        Path(run_dir) / "vocab.json", json.dumps({"kind": "corpus" if toks else "full", "tokens": toks})
+    )
 
 def load_vocab(run_dir, cfg: Config, te: TextEncoder):
     "The vocabulary saved with a run."
     p = Path(run_dir) / "vocab.json"
-    if not p.is_file(): raise CheckpointError(f"{p} is missing: the run folder is incomplete")
-    try: d = json.loads(p.read_text())
-    except json.JSONDecodeError: raise CheckpointError(f"{p} is damaged (not JSON)") from None
+    if not p.is_file():
+        raise CheckpointError(f"{p} is missing: the run folder is incomplete")
+    try:
+        d = json.loads(p.read_text())
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{p} is damaged (not JSON)") from None
     return make_vocab(cfg, te, saved=d["tokens"]) if d.get("kind") == "corpus" else FullVocab(te)
 
-def pretrain_text(cfg: Config, run_dir, resume: bool = False, device: str = "auto", progress: bool = True, limit: int = 0) -> dict:
+def pretrain_text(
+    cfg: Config, run_dir, resume: bool = False, device: str = "auto", progress: bool = True, limit: int = 0
+) -> dict:
     "Stage 1: unconditional ELF on the corpus's English text latents. Returns the run's summary."
     te, vocab, ds = prepare_text(cfg, limit=limit)
     seed_everything(cfg.train.seed)                     # the initial weights follow from the config alone
     model = build_model(cfg, te.dim, vocab.size)
-    Path(run_dir).mkdir(parents=True, exist_ok=True); save_vocab(run_dir, vocab)
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    save_vocab(run_dir, vocab)
     t0 = time.perf_counter()
     hist = train(model, ds, cfg, run_dir, resume=resume, device=device, progress=progress)
     return _summary(hist, time.perf_counter() - t0, n_train=len(ds))
@@ -161,17 +212,34 @@ def _summary(hist: list[dict], seconds: float, **kw) -> dict:
             "final_loss": float(np.mean([r.get("loss", np.nan) for r in last])), **kw}
 
 # %% ../nbs/15_pipeline.ipynb #277e44b0
-def speech_split(cfg: Config, split: str, whisper: WhisperEncoder, te: TextEncoder, vocab, progress: bool = True) -> SpeechTextDataset:
-    "One split of `cfg.data.source` (synthetic corpus, LibriSpeech or CoVoST 2) for `cfg.data.task`, features cached, ids in the run's vocabulary."
+def speech_split(
+    cfg: Config, split: str, whisper: WhisperEncoder, te: TextEncoder, vocab, progress: bool = True
+) -> SpeechTextDataset:
+    """One split of `cfg.data.source` (synthetic corpus, LibriSpeech or CoVoST 2) for `cfg.data.task`,
+    features cached, ids in the run's vocabulary."""
     frames = cfg.projector.n_slots * cfg.projector.stack
-    if cfg.data.source in SOURCES:                             # the offline corpora (verses, commands)
-        ds = build_synth_split(cfg.data, split, FeatureCache(whisper), LatentCache(te), max_frames=frames, seed=cfg.train.seed,
-                               progress=progress)
-    else:                                                      # the paper's data (notebook 05a); test sets scored whole
+    if cfg.data.source in SOURCES:  # the offline corpora (verses, commands)
+        ds = build_synth_split(
+            cfg.data,
+            split,
+            FeatureCache(whisper),
+            LatentCache(te),
+            max_frames=frames,
+            seed=cfg.train.seed,
+            progress=progress,
+        )
+    else:  # the paper's data (notebook 05a); test sets scored whole
         from elf_s2t_nb.paper_data import build_hf_split
         data = cfg.data if split == "train" else dataclasses.replace(cfg.data, min_words=0, max_words=0)
-        ds = build_hf_split(data, split, FeatureCache(whisper), LatentCache(te), subset=cfg.data.subset or None,
-                            name=cfg.data.path or None, max_frames=frames)
+        ds = build_hf_split(
+            data,
+            split,
+            FeatureCache(whisper),
+            LatentCache(te),
+            subset=cfg.data.subset or None,
+            name=cfg.data.path or None,
+            max_frames=frames,
+        )
     ds.ids = vocab.to_compact(ds.ids)
     return ds
 
@@ -181,33 +249,58 @@ def _inherit(cfg: Config, init) -> Config:
         cfg.latent.latent_std = load_config(Path(init) / "config.json").latent.latent_std
     return cfg
 
-def finetune_speech(cfg: Config, run_dir, init=None, resume: bool = False, device: str = "auto", progress: bool = True,
-                    limit: int = 0, eval_fn=None, eval_every: int = 0) -> dict:
-    """Stage 2: projector + backbone on speech (audio forcing and audio dropout as `cfg.flow` says). Returns the run's summary.
-    Every `train.log_every` steps the decode probe of the EMA model goes into metrics.jsonl; `eval_fn(ema_model, step)`
-    (e.g. a test WER for a learning curve) is called every `eval_every` steps, off the training clock."""
+def finetune_speech(
+    cfg: Config,
+    run_dir,
+    init=None,
+    resume: bool = False,
+    device: str = "auto",
+    progress: bool = True,
+    limit: int = 0,
+    eval_fn=None,
+    eval_every: int = 0,
+) -> dict:
+    """Stage 2: projector + backbone on speech (audio forcing and audio dropout as `cfg.flow` says).
+    Returns the run's summary. Every `train.log_every` steps the decode probe of the EMA model goes into
+    metrics.jsonl; `eval_fn(ema_model, step)` (e.g. a test WER for a learning curve) is called every
+    `eval_every` steps, off the training clock."""
     cfg = _inherit(cfg, init)
-    head = Path(run_dir) if resume else Path(init) if init else None       # the run's, or the backbone's own head
-    if head is not None and (head / "vocab.json").is_file():               # no need to encode every training text
+    head = Path(run_dir) if resume else Path(init) if init else None  # the run's, or the backbone's own head
+    if head is not None and (head / "vocab.json").is_file():  # no need to encode every training text
         te = TextEncoder.from_config(cfg.latent, texts=train_texts(cfg)[:limit or None])
         vocab = load_vocab(head, cfg, te)
-    else: te, vocab, _ = prepare_text(cfg, limit=limit)
+    else:
+        te, vocab, _ = prepare_text(cfg, limit=limit)
     whisper = WhisperEncoder(cfg.whisper.name, cfg.whisper.true_length, cfg.whisper.device)
     ds = speech_split(cfg, "train", whisper, te, vocab, progress)
     seed_everything(cfg.train.seed)                     # the projector's initial weights too
     model = build_model(cfg, te.dim, vocab.size, whisper.d_model)
-    if init and not resume: init_backbone(model, init)
-    Path(run_dir).mkdir(parents=True, exist_ok=True); save_vocab(run_dir, vocab)
+    if init and not resume:
+        init_backbone(model, init)
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    save_vocab(run_dir, vocab)
     B = min(cfg.data.batch_size, len(ds))
-    stream = BatchStream(ds, B, seed=cfg.train.seed, batcher=length_batcher(ds.feat_lens.tolist(), B, cfg.train.seed))
-    probe = ds.__getitems__(list(range(0, len(ds), max(1, len(ds) // 32)))[:32])    # a fixed spread of training clips
+    stream = BatchStream(
+        ds, B, seed=cfg.train.seed, batcher=length_batcher(ds.feat_lens.tolist(), B, cfg.train.seed)
+    )
+    # a fixed spread of training clips
+    probe = ds.__getitems__(list(range(0, len(ds), max(1, len(ds) // 32)))[:32])
     every = cfg.train.log_every if not eval_every else eval_every
     def probe_fn(ema_model, step):
         out = decode_probe(ema_model, probe, vocab.eos_id, cfg.flow.decoder_noise_scale)
         return out if eval_fn is None else {**out, **eval_fn(ema_model, step)}
     t0 = time.perf_counter()
-    hist = train(model, stream, dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, batch_size=B)), run_dir,
-                 resume=resume, device=device, progress=progress, eval_fn=probe_fn, eval_every=every)
+    hist = train(
+        model,
+        stream,
+        dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, batch_size=B)),
+        run_dir,
+        resume=resume,
+        device=device,
+        progress=progress,
+        eval_fn=probe_fn,
+        eval_every=every,
+    )
     return _summary(hist, time.perf_counter() - t0, n_train=len(ds), hours=sum(ds.seconds) / 3600)
 
 # %% ../nbs/15_pipeline.ipynb #45e4e9f6
@@ -217,37 +310,63 @@ def run_stage(run_dir) -> str:
     return "speech" if any(k.startswith("projector.") for k in ck["model"]) else "text"
 
 def resume_config(run_dir, overrides=()) -> Config:
-    "The config a run continues with: its own `config.json`, with `overrides` (e.g. more `train.steps`) on top."
+    """The config a run continues with: its own `config.json`, with `overrides` (e.g. more `train.steps`) on
+    top."""
     run_dir = Path(run_dir)
     if not (run_dir / CKPT_NAME).is_file():
-        raise CheckpointError(f"nothing to resume in {run_dir}: no {CKPT_NAME} (pass the run folder that holds it)")
+        raise CheckpointError(
+            f"nothing to resume in {run_dir}: no {CKPT_NAME} (pass the run folder that holds it)"
+        )
     return override(load_config(run_dir / "config.json"), list(overrides))
 
-def train_run(cfg: Config, out="runs", stage: str | None = None, resume=None, init=None, progress: bool = True,
-              limit: int = 0) -> Path:
-    "Behind `elf-s2t train`: one stage (`text` pretraining or `speech` fine-tuning) into a new run folder, or `resume` one."
-    if stage not in (None, "text", "speech"): raise ConfigError(f"unknown stage {stage!r}; choose text or speech")
+def train_run(
+    cfg: Config,
+    out="runs",
+    stage: str | None = None,
+    resume=None,
+    init=None,
+    progress: bool = True,
+    limit: int = 0,
+) -> Path:
+    """Behind `elf-s2t train`: one stage (`text` pretraining or `speech` fine-tuning) into a new run folder,
+    or `resume` one."""
+    if stage not in (None, "text", "speech"):
+        raise ConfigError(f"unknown stage {stage!r}; choose text or speech")
     if cfg.data.source not in (*SOURCES, "librispeech", "covost2"):
-        raise ConfigError(f"data.source={cfg.data.source!r} unknown; choose one of {', '.join(SOURCES)}, librispeech, covost2")
+        raise ConfigError(
+            f"data.source={cfg.data.source!r} unknown; "
+            f"choose one of {', '.join(SOURCES)}, librispeech, covost2"
+        )
     if cfg.data.source not in SOURCES and stage == "text":
-        raise ConfigError("the text stage trains on the shipped corpora: set data.source=synth or commands, or start the "
-                          "speech stage from an official ELF checkpoint (--init)")
+        raise ConfigError(
+            "the text stage trains on the shipped corpora: set data.source=synth or commands, or start the "
+            "speech stage from an official ELF checkpoint (--init)"
+        )
     if cfg.data.source not in SOURCES and cfg.latent.vocab != "full":
-        raise ConfigError(f"data.source={cfg.data.source} needs latent.vocab=full (the shipped corpora's vocabulary "
-                          "does not cover it; the elf-b presets set it)")
-    if resume and init: raise ConfigError("--init starts a new run from a backbone, --resume continues a run: give one")
-    if init and not Path(init).exists() and str(init).count("/") != 1:     # neither a path nor a hub id 'org/name'
+        raise ConfigError(
+            f"data.source={cfg.data.source} needs latent.vocab=full (the shipped corpora's vocabulary "
+            "does not cover it; the elf-b presets set it)"
+        )
+    if resume and init:
+        raise ConfigError("--init starts a new run from a backbone, --resume continues a run: give one")
+    # neither a path nor a hub id 'org/name'
+    if init and not Path(init).exists() and str(init).count("/") != 1:
         raise CheckpointError(f"backbone to start from not found: {init}")
     if resume:
         run_dir = Path(resume)
         if not (run_dir / CKPT_NAME).is_file():
-            raise CheckpointError(f"nothing to resume in {run_dir}: no {CKPT_NAME} (pass the run folder that holds it)")
+            raise CheckpointError(
+                f"nothing to resume in {run_dir}: no {CKPT_NAME} (pass the run folder that holds it)"
+            )
         found = run_stage(run_dir)
-        if stage not in (None, found): raise ConfigError(f"{run_dir} is a {found} run; resume it with --stage {found}")
+        if stage not in (None, found):
+            raise ConfigError(f"{run_dir} is a {found} run; resume it with --stage {found}")
         stage = found
     stage = stage or "speech"
-    if init and stage == "text": raise ConfigError("--init gives the speech stage its backbone; text pretraining starts afresh")
-    if not resume: run_dir = make_run_dir(cfg, out, name=f"{cfg.name}-{stage}")
+    if init and stage == "text":
+        raise ConfigError("--init gives the speech stage its backbone; text pretraining starts afresh")
+    if not resume:
+        run_dir = make_run_dir(cfg, out, name=f"{cfg.name}-{stage}")
     fn = pretrain_text if stage == "text" else finetune_speech
     kw = {} if stage == "text" else {"init": init}
     summary = fn(cfg, run_dir, resume=bool(resume), progress=progress, limit=limit, **kw)
@@ -257,7 +376,8 @@ def train_run(cfg: Config, out="runs", stage: str | None = None, resume=None, in
 # %% ../nbs/15_pipeline.ipynb #2fb5f4be
 @dataclass
 class Run:
-    "A trained run, ready to decode: its folder, config, model (EMA weights), text encoder, vocabulary and Whisper encoder."
+    """A trained run, ready to decode: its folder, config, model (EMA weights), text encoder, vocabulary and
+    Whisper encoder."""
     dir: Path
     cfg: Config
     model: ElfS2T
@@ -266,11 +386,14 @@ class Run:
     whisper: WhisperEncoder | None
 
 def find_run(path, task: str | None = None) -> Path:
-    "The run folder to load: `path` when it holds a checkpoint, else the `task` sub-run (default asr) of a demo folder."
+    """The run folder to load: `path` when it holds a checkpoint, else the `task` sub-run (default asr) of a
+    demo folder."""
     path = Path(path)
-    if not path.is_dir(): raise CheckpointError(f"run folder not found: {path}")
+    if not path.is_dir():
+        raise CheckpointError(f"run folder not found: {path}")
     subs = sorted(d.name for d in path.iterdir() if (d / CKPT_NAME).is_file())
-    if (path / CKPT_NAME).is_file() or not subs: return path
+    if (path / CKPT_NAME).is_file() or not subs:
+        return path
     pick = task or ("asr" if "asr" in subs else subs[0] if len(subs) == 1 else None)
     if pick not in subs:
         raise ConfigError(f"{path} holds the runs {', '.join(subs)}" + (f", no {task} run" if task else "") +
@@ -278,9 +401,11 @@ def find_run(path, task: str | None = None) -> Path:
     return path / pick
 
 def load_run(run_dir, device: str = "cpu", task: str | None = None) -> Run:
-    "Load a run folder written by `pretrain_text`/`finetune_speech` (EMA weights, eval mode), or a demo's `task` run."
+    """Load a run folder written by `pretrain_text`/`finetune_speech` (EMA weights, eval mode), or a demo's
+    `task` run."""
     run_dir = find_run(run_dir, task)
-    if not (run_dir / "config.json").is_file(): raise CheckpointError(f"{run_dir} is not a run folder (no config.json)")
+    if not (run_dir / "config.json").is_file():
+        raise CheckpointError(f"{run_dir} is not a run folder (no config.json)")
     cfg = load_config(run_dir / "config.json")
     ck = load_checkpoint(run_dir / CKPT_NAME)
     te = TextEncoder.from_config(cfg.latent, device=device)
@@ -292,40 +417,65 @@ def load_run(run_dir, device: str = "cpu", task: str | None = None) -> Run:
     return Run(run_dir, cfg, model.to(device).eval(), te, vocab, whisper)
 
 # %% ../nbs/15_pipeline.ipynb #208c6665
-def transcribe_arrays(run: Run, audios: list[np.ndarray], cfg_scale: float | None = None, steps: int | None = None,
-                      batch_size: int = 16) -> list[str]:
+def transcribe_arrays(
+    run: Run,
+    audios: list[np.ndarray],
+    cfg_scale: float | None = None,
+    steps: int | None = None,
+    batch_size: int = 16,
+) -> list[str]:
     "Texts for 16 kHz clips with a speech run (ASR, or S2TT when it was trained for it)."
-    if run.whisper is None: raise ConfigError(f"{run.dir} is a text-only run: it cannot transcribe audio")
-    sc = dataclasses.replace(run.cfg.sample, **{k: v for k, v in (("cfg_scale", cfg_scale), ("steps", steps)) if v is not None})
+    if run.whisper is None:
+        raise ConfigError(f"{run.dir} is a text-only run: it cannot transcribe audio")
+    sc = dataclasses.replace(
+        run.cfg.sample, **{k: v for k, v in (("cfg_scale", cfg_scale), ("steps", steps)) if v is not None}
+    )
     out = []
     for i in range(0, len(audios), batch_size):
         feats, lens = run.whisper.encode(audios[i:i + batch_size])
-        out += transcribe_batches(run.model, [{"features": feats, "feat_lens": lens, "text": [""] * len(lens)}], sc, run.vocab)["hyps"]
+        out += transcribe_batches(
+            run.model, [{"features": feats, "feat_lens": lens, "text": [""] * len(lens)}], sc, run.vocab
+        )["hyps"]
     return out
 
-def transcribe_files(run: Run, files: list, cfg_scale: float | None = None, steps: int | None = None) -> list[str]:
+def transcribe_files(
+    run: Run, files: list, cfg_scale: float | None = None, steps: int | None = None
+) -> list[str]:
     "Texts for audio files (wav/flac/ogg) with a speech run."
     return transcribe_arrays(run, [load_audio(f) for f in files], cfg_scale, steps)
 
 # %% ../nbs/15_pipeline.ipynb #953ed774
 def eval_run(run, split: str = "test", overrides: list[str] = (), limit: int = 0, run_obj: Run | None = None,
              progress: bool = False, task: str | None = None) -> dict:
-    "Scores of a speech run on a split of its synthetic corpus (with `sample.*` overrides); per-utterance results saved."
+    """Scores of a speech run on a split of its synthetic corpus (with `sample.*` overrides); per-utterance
+    results saved."""
     run = run_obj or load_run(run, task=task)
-    if run.whisper is None: raise ConfigError(f"{run.dir} is a text-only run: evaluate a speech run (asr or s2tt)")
+    if run.whisper is None:
+        raise ConfigError(f"{run.dir} is a text-only run: evaluate a speech run (asr or s2tt)")
     sc = override(run.cfg, list(overrides)).sample
     ds = speech_split(run.cfg, split, run.whisper, run.text_encoder, run.vocab, progress)
     idx = list(range(len(ds)))[:limit or None]
     batches = [ds.__getitems__(idx[i:i + 32]) for i in range(0, len(idx), 32)]
     r = transcribe_batches(run.model, batches, sc, run.vocab)
-    scores = {**score(r["hyps"], r["refs"]), "utts_per_s": r["utts_per_s"], "split": split, "task": run.cfg.data.task,
-              "sample": dataclasses.asdict(sc)}
-    save_jsonl(utterance_records(r["uids"], r["hyps"], r["refs"]), run.dir / f"eval-{split}-cfg{sc.cfg_scale:g}-steps{sc.steps}.jsonl")
+    scores = {
+        **score(r["hyps"], r["refs"]),
+        "utts_per_s": r["utts_per_s"],
+        "split": split,
+        "task": run.cfg.data.task,
+        "sample": dataclasses.asdict(sc),
+    }
+    save_jsonl(
+        utterance_records(r["uids"], r["hyps"], r["refs"]),
+        run.dir / f"eval-{split}-cfg{sc.cfg_scale:g}-steps{sc.steps}.jsonl",
+    )
     return scores
 
 # %% ../nbs/15_pipeline.ipynb #a2335d0a
-def data_command(task: str = "asr", size: str = "demo", info: bool = False, overrides=(), progress: bool = True) -> dict:
-    "Build the synthetic corpus of a task at a size (counts and hours per split); `info`: only plan and count."
+def data_command(
+    task: str = "asr", size: str = "demo", info: bool = False, overrides=(), progress: bool = True
+) -> dict:
+    """Build the synthetic corpus of a task at a size (counts and hours per split); `info`: only plan and
+    count."""
     from elf_s2t_nb.demo import SIZES, stage_configs
     cfg = stage_configs(override(get_preset("cpu-tiny"), list(overrides)), size, task)
     out = {"task": task, "speech": cfg.data.src_lang, "whisper": cfg.whisper.name}
@@ -345,7 +495,8 @@ def data_command(task: str = "asr", size: str = "demo", info: bool = False, over
 
 def bench_command(run=None, out="bench", gpu: bool = False, quick: bool = False, task: str | None = None,
                   progress: bool = True) -> str:
-    "The side-by-side benchmark of `run`, or of a small model trained on the spot: markdown (JSON beside it in `out`)."
+    """The side-by-side benchmark of `run`, or of a small model trained on the spot: markdown (JSON beside it
+    in `out`)."""
     if gpu:
         from elf_s2t_nb.gpubench import gpu_bench, gpu_bench_markdown
         res = gpu_bench("full" if torch.cuda.is_available() and not quick else "tiny")
@@ -363,6 +514,7 @@ def bench_command(run=None, out="bench", gpu: bool = False, quick: bool = False,
         model, cfg, vocab = d["model"], d["cfg"], d["vocab"]
     else:
         r = load_run(run, task=task)
-        if r.whisper is None: raise ConfigError(f"{r.dir} is a text-only run: benchmark a speech run (asr or s2tt)")
+        if r.whisper is None:
+            raise ConfigError(f"{r.dir} is a text-only run: benchmark a speech run (asr or s2tt)")
         model, cfg, vocab = r.model, r.cfg, r.vocab
     return bench_markdown(run_bench(model, None, out, quick=quick, cfg=cfg, text_encoder=vocab))
