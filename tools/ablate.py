@@ -1,18 +1,19 @@
 #!/usr/bin/env python3
-"""One fixed-budget ablation run: text pretraining (cached per settings), speech fine-tuning, test-split scores.
+"""One fixed-budget ablation run: text pretraining (cached per settings), speech fine-tuning, test-split
+scores.
 
-The learning ablations of this project (notebook 10d_learning) were measured with this script, one process per run,
-one torch thread each, on the 2-core CPU machine:
+The learning ablations of this project (notebook 10d_learning) were measured with this script, one process per
+run, one torch thread each, on the 2-core CPU machine:
 
     python tools/ablate.py --name S3 --seed 0 --steps 600 \\
         --set data.source=commands latent.max_len=16 projector.n_slots=32 model.text_pos_stride=1.65 \\
         --ft-set data.n_train=2000 data.n_eval=250 flow.decoder_prob=0.5 flow.decoder_p_mean=-2.0
 
-`--set` applies to both stages (so it changes the text backbone too), `--pre-set` to the text stage only, `--ft-set`
-to the speech stage only. Backbones are cached under `OUT/backbones/<hash of the text-stage config>`. The result is
-one JSON file `OUT/results/NAME-sSEED.json`: test WER / BLEU / word F1 with audio CFG, without it, and with the null
-condition only (the text prior), the training curve, and (`--ar`) the autoregressive baseline trained on the same
-features and utterances for the same seconds.
+`--set` applies to both stages (so it changes the text backbone too), `--pre-set` to the text stage only,
+`--ft-set` to the speech stage only. Backbones are cached under `OUT/backbones/<hash of the text-stage
+config>`. The result is one JSON file `OUT/results/NAME-sSEED.json`: test WER / BLEU / word F1 with audio CFG,
+without it, and with the null condition only (the text prior), the training curve, and (`--ar`) the
+autoregressive baseline trained on the same features and utterances for the same seconds.
 """
 from __future__ import annotations
 
@@ -101,9 +102,19 @@ def main(argv=None) -> dict:
     shutil.rmtree(run, ignore_errors=True)
     t1 = time.perf_counter()
     summ = pipeline.finetune_speech(ft, run, init=init, progress=False)
-    res = {"name": a.name, "seed": a.seed, "task": a.task, "set": a.set, "pre_set": a.pre_set, "ft_set": a.ft_set,
-           "steps": a.steps, "t_pre": t_pre, "t_ft": time.perf_counter() - t1,
-           "steps_per_s": summ["steps_per_s"], "final_loss": summ["final_loss"]}
+    res = {
+        "name": a.name,
+        "seed": a.seed,
+        "task": a.task,
+        "set": a.set,
+        "pre_set": a.pre_set,
+        "ft_set": a.ft_set,
+        "steps": a.steps,
+        "t_pre": t_pre,
+        "t_ft": time.perf_counter() - t1,
+        "steps_per_s": summ["steps_per_s"],
+        "final_loss": summ["final_loss"],
+    }
     res.update(scores(run))
     hist = [json.loads(line) for line in open(run / "metrics.jsonl")]
     res["curve"] = [(h["step"], h["loss"], h["stats"].get("acc")) for h in hist if "loss" in h]
