@@ -101,7 +101,7 @@ def _load_encoder_quiet(name: str, seed: int):
     return tok, model, name.rstrip("/").replace("/", "--")
 
 def _load_tokenizer(name: str, seed: int = 0):
-    "(tokenizer, id, latent width) for an encoder name: all that turning ids into text needs, without the model."
+    "(tokenizer, id, latent width) for an encoder name: what turning ids into text needs, no model."
     from transformers import AutoConfig, AutoTokenizer
     if name == "minilm":
         p = minilm_path()
