@@ -114,6 +114,8 @@ def main(argv=None) -> dict:
         "t_ft": time.perf_counter() - t1,
         "steps_per_s": summ["steps_per_s"],
         "final_loss": summ["final_loss"],
+        "config": ft.to_dict(),  # the whole speech-stage config: the preset's defaults may change later
+        "text_config": pre.to_dict(),
     }
     res.update(scores(run))
     hist = [json.loads(line) for line in open(run / "metrics.jsonl")]
