@@ -4,7 +4,14 @@
 
 # %% ../nbs/00_core.ipynb #09e32afd
 from __future__ import annotations
-import dataclasses, json, math, os, random, sys, tempfile, time
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+import time
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 from typing import Any
@@ -73,7 +80,8 @@ class AudioConfig:
 @dataclass
 class WhisperConfig:
     name: str = "tiny.en"         # model name (tiny.en, base, large-v3, ...) or a checkpoint path
-    true_length: bool = True      # encode only the real frames (positional embedding sliced) instead of the 30 s window
+    # encode only the real frames (positional embedding sliced) instead of the 30 s window
+    true_length: bool = True
     device: str = "auto"          # where the frozen encoder runs
     cache: bool = True            # cache features on disk (fp16); the encoder is frozen, so never recompute
 
@@ -83,12 +91,14 @@ class LatentConfig:
     max_len: int = 32             # L text slots, EOS-padded
     latent_mean: float = 0.0      # ELF subtracts 0 ...
     latent_std: float = 0.0       # ... and divides by a global std (0.2 for T5); 0 = estimate from the data
-    vocab: str = "corpus"         # decode-head vocabulary: 'corpus' (token ids seen in training text; CPU speed) or 'full'
+    # decode-head vocabulary: 'corpus' (token ids seen in training text; CPU speed) or 'full'
+    vocab: str = "corpus"
 
 @dataclass
 class ProjectorConfig:
     stack: int = 4                # k Whisper frames (20 ms each) stacked into one audio slot (80 ms)
-    n_slots: int = 64             # A audio slots (k*A frames = 5.12 s at k=4); longer audio is truncated with a warning
+    # A audio slots (k*A frames = 5.12 s at k=4); longer audio is truncated with a warning
+    n_slots: int = 64
     scale: float = 1.0            # multiplies the projected slots so they look like unit-scale latents
 
 # %% ../nbs/00_core.ipynb #2905c0f4
@@ -107,23 +117,28 @@ class ModelConfig:
     num_model_mode_tokens: int = 4
     vocab_size: int = 30_522      # decode-head vocabulary (MiniLM's WordPiece; 32 100 for T5)
     self_cond: bool = True        # input is [z, x_prev] (2x channels) through self_cond_proj
-    n_cond: int = 0               # condition (audio) slots at the front of the sequence; RoPE positions 0..n_cond-1
-    text_pos_stride: float = 0.0  # 0: text slot j at RoPE position n_cond + j (ELF); s > 0: at j*s, on top of the audio
+    # condition (audio) slots at the front of the sequence; RoPE positions 0..n_cond-1
+    n_cond: int = 0
+    # 0: text slot j at RoPE position n_cond + j (ELF); s > 0: at j*s, on top of the audio
+    text_pos_stride: float = 0.0
 
 @dataclass
 class FlowConfig:
     noise_scale: float = 2.0      # s in z_t = t*x0 + (1-t)*s*eps
-    p_mean: float = -1.5          # training t ~ sigmoid(N(p_mean, p_std)): noise-heavy, as ELF's shipped configs
+    # training t ~ sigmoid(N(p_mean, p_std)): noise-heavy, as ELF's shipped configs
+    p_mean: float = -1.5
     p_std: float = 0.8
     t_eps: float = 0.05           # v = (x - z) / max(1-t, t_eps)
     decoder_prob: float = 0.2     # share of rows trained in decode mode (cross-entropy)
-    decoder_p_mean: float = -0.5  # mu_d, per-token clean fraction lambda ~ sigmoid(N(mu_d, 0.8)); -0.5 = audio forcing, 0.8 = ELF
+    # mu_d, per-token clean fraction lambda ~ sigmoid(N(mu_d, 0.8)); -0.5 = audio forcing, 0.8 = ELF
+    decoder_p_mean: float = -0.5
     decoder_p_std: float = 0.8
     decoder_noise_scale: float = 1.0  # sigma_d of the decode rows (ELF De-En)
     self_cond_prob: float = 0.5
     sc_cfg_min: float = 0.5       # SC-CFG scale w drawn log-uniformly in 1+w over [min, max]
     sc_cfg_max: float = 5.0
-    audio_drop_prob: float = 0.1  # audio slots zeroed for this share of rows: trains the unconditional branch for CFG
+    # audio slots zeroed for this share of rows: trains the unconditional branch for CFG
+    audio_drop_prob: float = 0.1
 
 # %% ../nbs/00_core.ipynb #066566c3
 @dataclass
@@ -138,7 +153,8 @@ class DataConfig:
     batch_size: int = 32
     num_workers: int = 0
     path: str = ""                # librispeech/covost2: a local copy of the hub repository ('' = the hub)
-    subset: str = ""              # its config ('' = LibriSpeech 'clean', CoVoST '{src_lang}_en'; 'all' = 960 h)
+    # its config ('' = LibriSpeech 'clean', CoVoST '{src_lang}_en'; 'all' = 960 h)
+    subset: str = ""
 
 @dataclass
 class TrainConfig:
@@ -153,11 +169,15 @@ class TrainConfig:
     seed: int = 42
     bf16: bool = True             # autocast on CUDA only; CPU stays float32
     compile: bool = False
-    max_seconds: float = 0.0      # also stop after this many training seconds (0 = no limit): same-budget comparisons
-    lr_decay: str = "none"        # after warmup: 'none' (constant, ELF) or 'cosine' (to lr_min_ratio * lr at `steps`)
+    # also stop after this many training seconds (0 = no limit): same-budget comparisons
+    max_seconds: float = 0.0
+    # after warmup: 'none' (constant, ELF) or 'cosine' (to lr_min_ratio * lr at `steps`)
+    lr_decay: str = "none"
     lr_min_ratio: float = 0.1
-    ema_warmup: bool = False      # EMA decay min(ema_decay, (1 + n) / (10 + n)) at step n: short runs forget the init
-    accum_steps: int = 1          # micro-batches per step (gradient accumulation): data.batch_size = their sum
+    # EMA decay min(ema_decay, (1 + n) / (10 + n)) at step n: short runs forget the init
+    ema_warmup: bool = False
+    # micro-batches per step (gradient accumulation): data.batch_size = their sum
+    accum_steps: int = 1
     ckpt_minutes: float = 0.0     # also checkpoint every this many wall-clock minutes (0 = by steps only)
 
 @dataclass
@@ -185,9 +205,12 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
 
-    def to_dict(self) -> dict: return asdict(self)
+    def to_dict(self) -> dict:
+        return asdict(self)
+
     @classmethod
-    def from_dict(cls, d: dict) -> "Config": return _from_dict(cls, d, "config")
+    def from_dict(cls, d: dict) -> "Config":
+        return _from_dict(cls, d, "config")
 
 # %% ../nbs/00_core.ipynb #dceef98c
 def _check_value(typ: str, v: Any, where: str):
@@ -196,22 +219,27 @@ def _check_value(typ: str, v: Any, where: str):
           "int": lambda x: isinstance(x, int) and not isinstance(x, bool),
           "float": lambda x: isinstance(x, (int, float)) and not isinstance(x, bool),
           "str": lambda x: isinstance(x, str)}.get(typ, lambda x: True)
-    if not ok(v): raise ConfigError(f"config field '{where}' must be {typ}, got {v!r}")
+    if not ok(v):
+        raise ConfigError(f"config field '{where}' must be {typ}, got {v!r}")
     return float(v) if typ == "float" else v
 
 def _from_dict(cls, d: dict, where: str):
     "Build dataclass `cls` from a nested dict, refusing unknown keys and wrong types."
-    if not isinstance(d, dict): raise ConfigError(f"config section '{where}' must be a mapping, got {d!r}")
+    if not isinstance(d, dict):
+        raise ConfigError(f"config section '{where}' must be a mapping, got {d!r}")
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(d) - set(known))
-    if unknown: raise ConfigError(f"unknown config field(s) {', '.join(where + '.' + k for k in unknown)}; "
-                                  f"known: {', '.join(sorted(known))}")
+    if unknown:
+        raise ConfigError(f"unknown config field(s) {', '.join(where + '.' + k for k in unknown)}; "
+                          f"known: {', '.join(sorted(known))}")
     kw = {}
     for k, v in d.items():
         typ = known[k].type if isinstance(known[k].type, str) else known[k].type.__name__
         sub = globals().get(typ)
-        if dataclasses.is_dataclass(sub): kw[k] = _from_dict(sub, v, f"{where}.{k}")
-        else: kw[k] = _check_value(typ, v, f"{where}.{k}")
+        if dataclasses.is_dataclass(sub):
+            kw[k] = _from_dict(sub, v, f"{where}.{k}")
+        else:
+            kw[k] = _check_value(typ, v, f"{where}.{k}")
     return cls(**kw)
 
 # %% ../nbs/00_core.ipynb #81434f2a
@@ -219,17 +247,22 @@ def save_config(cfg: Config, path: str | Path) -> Path:
     "Write `cfg` to a `.json` or `.yaml`/`.yml` file atomically."
     path = Path(path)
     d = cfg.to_dict()
-    if path.suffix == ".json": text = json.dumps(d, indent=2) + "\n"
-    elif path.suffix in (".yaml", ".yml"): text = yaml.safe_dump(d, sort_keys=False)
-    else: raise ConfigError(f"config file {path} must end in .json, .yaml or .yml")
+    if path.suffix == ".json":
+        text = json.dumps(d, indent=2) + "\n"
+    elif path.suffix in (".yaml", ".yml"):
+        text = yaml.safe_dump(d, sort_keys=False)
+    else:
+        raise ConfigError(f"config file {path} must end in .json, .yaml or .yml")
     return atomic_write_text(path, text)
 
 def load_config(path: str | Path) -> Config:
     "Read a config written by `save_config` (or by hand); unknown keys and bad values are errors."
     path = Path(path)
-    if not path.is_file(): raise ConfigError(f"config file not found: {path}")
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
     text = path.read_text(encoding="utf-8")
-    try: d = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    try:
+        d = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as e:
         raise ConfigError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
                           f"{_parse_problem(e)}") from None
@@ -238,7 +271,8 @@ def load_config(path: str | Path) -> Config:
 def _parse_problem(e: Exception) -> str:
     "One line from a JSON or YAML parse error (YAML's own message spans several lines)."
     mark = getattr(e, "problem_mark", None)
-    if mark is None: return str(e).splitlines()[0]
+    if mark is None:
+        return str(e).splitlines()[0]
     return f"{getattr(e, 'problem', None) or 'cannot parse'} (line {mark.line + 1}, column {mark.column + 1})"
 
 # %% ../nbs/00_core.ipynb #3c96ac84
@@ -246,22 +280,27 @@ def override(cfg: Config, assignments: list[str]) -> Config:
     "Return a copy of `cfg` with dotted `section.field=value` assignments applied."
     d = cfg.to_dict()
     for a in assignments:
-        if "=" not in a: raise ConfigError(f"override '{a}' must look like section.field=value")
+        if "=" not in a:
+            raise ConfigError(f"override '{a}' must look like section.field=value")
         key, val = a.split("=", 1)
         *path, last = key.strip().split(".")
         node = d
         for p in path:
-            if not isinstance(node.get(p), dict): raise ConfigError(f"unknown config section '{p}' in override '{a}'")
+            if not isinstance(node.get(p), dict):
+                raise ConfigError(f"unknown config section '{p}' in override '{a}'")
             node = node[p]
-        if last not in node: raise ConfigError(f"unknown config field '{key}' in override '{a}'")
+        if last not in node:
+            raise ConfigError(f"unknown config field '{key}' in override '{a}'")
         node[last] = _parse_scalar(val)
     return Config.from_dict(d)
 
 def _parse_scalar(s: str):
     "'3' -> 3, '1e-3' -> 0.001 (YAML 1.1 would keep it a string), 'true' -> True, else YAML's reading."
     for conv in (int, float):
-        try: return conv(s)
-        except ValueError: pass
+        try:
+            return conv(s)
+        except ValueError:
+            pass
     return yaml.safe_load(s)
 
 # %% ../nbs/00_core.ipynb #e72a97e6
@@ -269,11 +308,14 @@ def _cpu_tiny() -> Config:
     "The CPU preset; its learning settings are the winners of the fixed-budget ablations of notebook 10d."
     return Config(
         name="cpu-tiny",
-        # 8 frames a slot (160 ms) x 40 slots = 6.4 s: every verse utterance fits in a short sequence (S = 40 + 32)
+        # 8 frames a slot (160 ms) x 40 slots = 6.4 s:
+        # every verse utterance fits in a short sequence (S = 40 + 32)
         projector=ProjectorConfig(stack=8, n_slots=40),
-        # text slot j at RoPE position 1.65 j: on the diagonal of the audio (about 1.6 slots of 160 ms per token)
+        # text slot j at RoPE position 1.65 j: on the diagonal of the audio
+        # (about 1.6 slots of 160 ms per token)
         model=ModelConfig(max_length=72, text_pos_stride=1.65),
-        # audio forcing strong enough to force: half the rows decode from latents mostly replaced by noise of scale 3;
+        # audio forcing strong enough to force: half the rows decode from latents
+        # mostly replaced by noise of scale 3;
         # no self-conditioning pass (a third of a CPU step; more steps in the same seconds learn more)
         flow=FlowConfig(decoder_prob=0.5, decoder_p_mean=-2.0, decoder_noise_scale=3.0, self_cond_prob=0.0),
         # AdamW: torch's Muon orthogonalises every 2-D update, ~5x the cost of the step's optimiser on a CPU;
@@ -282,33 +324,45 @@ def _cpu_tiny() -> Config:
 
 def _cpu_small() -> Config:
     c = _cpu_tiny()
-    return dataclasses.replace(c, name="cpu-small", model=dataclasses.replace(c.model, hidden_size=256, depth=6, num_heads=4),
+    return dataclasses.replace(c, name="cpu-small",
+                               model=dataclasses.replace(c.model, hidden_size=256, depth=6, num_heads=4),
                                train=dataclasses.replace(c.train, steps=3000, ema_decay=0.999))
 
 def _elf_b(name: str, data: DataConfig, A: int, L: int) -> Config:
-    "ELF-B at paper scale: A audio slots (80 ms each at k=4) + L T5 text slots; Whisper large-v3 on the best device."
-    return Config(name=name,
+    """ELF-B at paper scale: A audio slots (80 ms each at k=4) + L T5 text slots;
+    Whisper large-v3 on the best device."""
+    return Config(
+        name=name,
         whisper=WhisperConfig(name="large-v3", device="auto"),
         latent=LatentConfig(encoder="t5-small", max_len=L, latent_std=0.2, vocab="full"),
         projector=ProjectorConfig(stack=4, n_slots=A),
         model=ModelConfig(text_encoder_dim=512, max_length=A + L, hidden_size=768, depth=12, num_heads=12,
                           vocab_size=32_100),
-        data=data, train=TrainConfig(lr=2e-3, warmup_steps=5000, steps=100_000, ema_decay=0.9999, ckpt_every=2000,
-                                     log_every=100, compile=True),
+        data=data,
+        train=TrainConfig(lr=2e-3, warmup_steps=5000, steps=100_000, ema_decay=0.9999, ckpt_every=2000,
+                          log_every=100, compile=True),
         sample=SampleConfig(steps=64))
 
 PRESETS = {
     "cpu-tiny": _cpu_tiny,
     "cpu-small": _cpu_small,
-    # LibriSpeech utterances run up to ~35 s: A=375 slots = Whisper's whole 30 s window (16 s would cut many); 128 tokens
-    "elf-b-librispeech": lambda: _elf_b("elf-b-librispeech", DataConfig(source="librispeech", task="asr", batch_size=512, max_words=60), A=375, L=128),
+    # LibriSpeech utterances run up to ~35 s: A=375 slots = Whisper's whole 30 s window
+    # (16 s would cut many); 128 tokens
+    "elf-b-librispeech": lambda: _elf_b(
+        "elf-b-librispeech",
+        DataConfig(source="librispeech", task="asr", batch_size=512, max_words=60),
+        A=375, L=128),
     # Common Voice clips are short: 16 s of audio; one English sentence fits ELF De-En's 64 target tokens
-    "elf-b-covost2": lambda: _elf_b("elf-b-covost2", DataConfig(source="covost2", task="s2tt", src_lang="de", batch_size=512, max_words=40), A=200, L=64),
+    "elf-b-covost2": lambda: _elf_b(
+        "elf-b-covost2",
+        DataConfig(source="covost2", task="s2tt", src_lang="de", batch_size=512, max_words=40),
+        A=200, L=64),
 }
 
 def get_preset(name: str) -> Config:
     "A fresh `Config` for the named preset."
-    if name not in PRESETS: raise ConfigError(f"unknown preset '{name}'; choose one of: {', '.join(PRESETS)}")
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset '{name}'; choose one of: {', '.join(PRESETS)}")
     return PRESETS[name]()
 
 # %% ../nbs/00_core.ipynb #03bc8fa7
@@ -322,8 +376,10 @@ def seed_everything(seed: int) -> torch.Generator:
 def get_device(pref: str = "auto") -> torch.device:
     "`auto` picks CUDA, then Apple MPS, then CPU; any other value is used as given (and checked)."
     if pref == "auto":
-        if torch.cuda.is_available(): return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available(): return torch.device("mps")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
         return torch.device("cpu")
     dev = torch.device(pref)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -332,7 +388,8 @@ def get_device(pref: str = "auto") -> torch.device:
 
 # %% ../nbs/00_core.ipynb #4d03f5c7
 def cache_dir(*parts: str) -> Path:
-    "The project's cache folder (`$ELF_S2T_CACHE`, else `~/.cache/elf-s2t-nb`), joined with `parts` and created."
+    """The project's cache folder (`$ELF_S2T_CACHE`, else `~/.cache/elf-s2t-nb`),
+    joined with `parts` and created."""
     root = Path(os.environ.get("ELF_S2T_CACHE") or Path.home() / ".cache" / "elf-s2t-nb")
     p = root.joinpath(*parts)
     p.mkdir(parents=True, exist_ok=True)
@@ -343,7 +400,8 @@ def make_run_dir(cfg: Config, root: str | Path = "runs", name: str | None = None
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = Path(root) / f"{name or cfg.name}-{stamp}"
     run, i = base, 1
-    while run.exists(): run, i = base.with_name(f"{base.name}-{i}"), i + 1
+    while run.exists():
+        run, i = base.with_name(f"{base.name}-{i}"), i + 1
     run.mkdir(parents=True)
     save_config(cfg, run / "config.json")
     return run
@@ -353,41 +411,49 @@ def _live(file) -> bool:
     "True in a Jupyter kernel or when `file` is a terminal: there a bar redrawn in place reads well."
     ipy = sys.modules.get("IPython")
     shell = ipy.get_ipython() if ipy is not None else None
-    if shell is not None and "IPKernelApp" in getattr(shell, "config", {}): return True
+    if shell is not None and "IPKernelApp" in getattr(shell, "config", {}):
+        return True
     return bool(getattr(file, "isatty", lambda: False)())
 
 class LogProgress(std_tqdm):
-    "A tqdm bar for logs: one whole line each time another `every` of the total is done (without a total: every `seconds`)."
+    """A tqdm bar for logs: one whole line each time another `every` of the total is done
+    (without a total: every `seconds`)."""
     def __init__(self, *args, every: float = 0.1, seconds: float = 60.0, **kw):
         self.every, self.seconds, self._shown_n, self._shown_t = every, seconds, None, 0.0
         sized = kw.get("total") is not None or hasattr(args[0] if args else None, "__len__")
         rest = "[{elapsed}<{remaining}, {rate_fmt}{postfix}]" if sized else "[{elapsed}, {rate_fmt}{postfix}]"
         head = "{desc}{percentage:3.0f}% {n_fmt}/{total_fmt} " if sized else "{desc}{n_fmt} "
         kw.setdefault("bar_format", head + rest)
-        super().__init__(*args, mininterval=0, miniters=1, smoothing=0, **kw)   # smoothing 0: the average rate
-        self.sp = None                                    # nothing is redrawn in place, so `close` clears nothing
+        super().__init__(*args, mininterval=0, miniters=1, smoothing=0, **kw)  # smoothing 0: the average rate
+        self.sp = None  # nothing is redrawn in place, so `close` clears nothing
 
     def _due(self) -> bool:
-        "Is a line due: the first one, the last one, or one more `every` of the total (or `seconds`) since the last?"
-        if self.n == self._shown_n: return False
-        if self._shown_n is None or (self.total and self.n >= self.total): return True
-        if not self.total: return self._time() - self._shown_t >= self.seconds
+        """Is a line due: the first one, the last one, or one more `every` of the total
+        (or `seconds`) since the last?"""
+        if self.n == self._shown_n:
+            return False
+        if self._shown_n is None or (self.total and self.n >= self.total):
+            return True
+        if not self.total:
+            return self._time() - self._shown_t >= self.seconds
         step = max(1, math.ceil(self.total * self.every))
         return self.n // step > self._shown_n // step
 
     def display(self, msg=None, pos=None, force: bool = False):
-        if msg is not None or not (force or self._due()): return True
+        if msg is not None or not (force or self._due()):
+            return True
         self._shown_n, self._shown_t = self.n, self._time()
         self.fp.write(self.__str__() + "\n")
         self.fp.flush()
         return True
 
     def close(self):
-        if not self.disable and self.n != self._shown_n: self.display(force=True)   # the final count
+        if not self.disable and self.n != self._shown_n:
+            self.display(force=True)   # the final count
         super().close()
 
-def progress_bar(iterable=None, total: int | None = None, desc: str | None = None, disable: bool = False, file=None,
-             **kwargs) -> std_tqdm:
+def progress_bar(iterable=None, total: int | None = None, desc: str | None = None, disable: bool = False,
+                 file=None, **kwargs) -> std_tqdm:
     "A tqdm bar: redrawn in place in a terminal or notebook; in a log, one line per 10 % with rate and ETA."
     file = file or sys.stderr
     if disable or _live(file):
