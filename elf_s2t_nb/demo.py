@@ -58,10 +58,10 @@ SIZES = {
         n_train=2000,
         n_eval=250,
         pre_steps=300,
-        ft_steps=700,
+        ft_steps=450,
         batch=32,
         limit=0,
-        whisper_clips=32,
+        whisper_clips=16,
     ),
     "standard": dict(
         source="synth",
