@@ -97,7 +97,9 @@ def main(argv=None) -> dict:
     init = text_backbone(pre, out)
     t_pre = time.perf_counter() - t0
     sets = [f"train.steps={a.steps}", f"train.seed={a.seed}"] + a.ft_set
-    ft = override(stage_configs(pre, a.size, a.task), sets)
+    # the speech stage starts from the preset with the user's overrides, as `elf-s2t demo` does (not from the
+    # text stage's settings)
+    ft = override(stage_configs(base, a.size, a.task), sets)
     run = out / "runs" / f"{a.name}-s{a.seed}"
     shutil.rmtree(run, ignore_errors=True)
     t1 = time.perf_counter()
