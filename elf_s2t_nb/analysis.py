@@ -199,7 +199,7 @@ def top2_margin(logits: torch.Tensor) -> torch.Tensor:
 # %% ../nbs/12_error_analysis.ipynb #bcd75acb
 def special_ids(vocab) -> set[int]:
     """Ids of special tokens (and EOS) in the decode head's vocabulary: a `TextEncoder`'s, or a run's
-    (`pipeline.CorpusVocab`)."""
+    (`latents.CorpusVocab`)."""
     inner = getattr(vocab, "text_encoder", vocab)
     special = set(inner.tokenizer.all_special_ids)
     if hasattr(vocab, "tokens"):

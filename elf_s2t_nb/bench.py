@@ -14,9 +14,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .core import SampleConfig, atomic_write_text, get_preset, seed_everything
-from .evaluate import EvalError, score, transcribe_batches, whisper_greedy, _sync
-from .tiny import clip_batches
+from .core import atomic_write_text, get_preset, SampleConfig, seed_everything
+from .evaluate import _sync, EvalError, score, transcribe_batches, whisper_greedy
+from .latents import TextEncoder
+from .model import build_model
+from .pipeline import load_run, train_texts
+from .tiny import clip_batches, demo_clips
+from .train import make_optimizer, model_loss, train_step
+from .whisper_encoder import FeatureCache, frame_cosine, WhisperEncoder
 
 # %% auto #0
 __all__ = ['timed', 'as_clips', 'bench_features', 'bench_decoding', 'bench_threads', 'bench_whisper', 'train_vocab_size',
@@ -58,7 +63,6 @@ def bench_features(clips: list[dict], encoder_name: str = "tiny.en", device: str
                    cache_root: str | Path | None = None) -> dict:
     """Seconds to encode the clips: true length, 30 s window, and read back from the feature cache; with their
     ratios."""
-    from elf_s2t_nb.whisper_encoder import FeatureCache, WhisperEncoder, frame_cosine
     audios = [c["audio"] for c in clips]
     enc = {m: WhisperEncoder(encoder_name, true_length=m == "true", device=device) for m in ("true", "full")}
     t_true, (f_true, n_true) = timed(lambda: enc["true"].encode(audios), repeat, device=enc["true"].device)
@@ -131,8 +135,6 @@ def train_vocab_size(cfg) -> int:
     training tokens + EOS, UNK."""
     if cfg.latent.vocab != "corpus":
         return cfg.model.vocab_size
-    from elf_s2t_nb.latents import TextEncoder
-    from elf_s2t_nb.pipeline import train_texts
     tok = TextEncoder(cfg.latent.encoder, cfg.latent.max_len, latent_std=1.0).tokenizer
     return len({i for t in train_texts(cfg) for i in tok(t, add_special_tokens=False)["input_ids"]}) + 2
 
@@ -145,8 +147,6 @@ def bench_train_steps(
 ) -> list[dict]:
     """Seconds per training step of each preset on a random batch of its shapes (best of `repeat`, after a
     warm-up)."""
-    from elf_s2t_nb.pipeline import build_model
-    from elf_s2t_nb.train import make_optimizer, model_loss, train_step
     rows, dev = [], torch.device(device)
     for p in presets:
         cfg = get_preset(p) if isinstance(p, str) else p
@@ -189,11 +189,7 @@ def run_bench(run_or_model, clips, out_dir: str | Path, quick: bool = False, cfg
               device: str = "cpu", train_presets=None, steps=None) -> dict:
     """Features, decoding (ELF-S2T vs Whisper's greedy decoder) and training-step benchmarks side by side;
     JSON + markdown."""
-    from elf_s2t_nb.latents import TextEncoder
-    from elf_s2t_nb.tiny import demo_clips
-    from elf_s2t_nb.whisper_encoder import FeatureCache, WhisperEncoder
     if isinstance(run_or_model, (str, Path)):
-        from elf_s2t_nb.pipeline import load_run
         r = load_run(run_or_model, device)
         run_or_model, cfg, text_encoder = r.model, r.cfg, text_encoder or r.vocab
     model = run_or_model

@@ -13,12 +13,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .core import Config, ConfigError, UserError, get_device, get_preset, override
+from .audio import synthesize
+from .core import Config, ConfigError, get_device, get_preset, override, UserError
+from .flow import training_loss
+from .gpu import amp_dtype, peak_flops, train_step_flops
 from .model import ELF
 from .projector import AudioProjector
-from .flow import training_loss
+from .sampling import sample
 from .train import setup_precision
-from .gpu import amp_dtype, peak_flops, train_step_flops
+from .whisper_encoder import load_whisper
 
 # %% auto #0
 __all__ = ['WHISPER_WIDTH', 'BENCH_SENTENCES', 'GPUBenchError', 'whisper_width', 'bench_config', 'bench_train', 'bench_clips',
@@ -162,7 +165,6 @@ BENCH_SENTENCES = {
 def bench_clips(n: int = 8, lang: str = "en") -> list[np.ndarray]:
     """`n` short sentences in language `lang` spoken offline by espeak-ng (16 kHz float32), for when no real
     clips are given."""
-    from elf_s2t_nb.audio import synthesize
     if lang not in BENCH_SENTENCES:
         raise ConfigError(f"no built-in sentences in '{lang}' ({', '.join(BENCH_SENTENCES)}); pass clips=")
     texts = BENCH_SENTENCES[lang]
@@ -187,7 +189,6 @@ def bench_decode(
     """Seconds to decode `clips`: Whisper's greedy decoder vs ELF-S2T's sampler, on one shared Whisper encoder
     output."""
     import whisper
-    from elf_s2t_nb.sampling import sample
     wm, task = whisper_model, "translate" if cfg.data.task == "s2tt" else "transcribe"
     mel = torch.stack(
         [
@@ -280,7 +281,6 @@ def gpu_bench(mode: str = "tiny",
     train["mfu"] = train["achieved_flops"] / peak if peak else None
     if decode:
         if whisper_model is None:
-            from elf_s2t_nb.whisper_encoder import load_whisper
             whisper_model = load_whisper(cfg.whisper.name, dev)
         clips = clips if clips is not None else bench_clips(16 if full else 2, cfg.data.src_lang)
         decode = bench_decode(

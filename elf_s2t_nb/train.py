@@ -19,16 +19,17 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .core import CheckpointError, Config, ConfigError, FlowConfig, TrainConfig, UserError
+from .core import CheckpointError, Config, ConfigError, TrainConfig, UserError
 from .core import atomic_write_text, get_device, progress_bar, save_config, seed_everything
-from .flow import decoder_input, restore_cond, training_loss
+from .flow import decoder_input, restore_cond
+from .model import ElfS2T
 from .run_state import CKPT_NAME, BatchStream, DistInfo, init_distributed, load_checkpoint
 from .run_state import mean_over_ranks, rng_state, save_checkpoint, set_rng_state, unwrap
 
 # %% auto #0
 __all__ = ['split_params', 'Optimizers', 'make_optimizer', 'lr_at', 'set_lr', 'EMA', 'precision_policy', 'autocast_for',
-           'make_scaler', 'setup_precision', 'ElfS2T', 'decode_probe', 'DivergedError', 'TrainState', 'model_loss',
-           'to_device', 'split_batch', 'accumulate', 'train_step', 'log_metrics', 'read_metrics', 'train']
+           'make_scaler', 'setup_precision', 'decode_probe', 'DivergedError', 'TrainState', 'model_loss', 'to_device',
+           'split_batch', 'accumulate', 'train_step', 'log_metrics', 'read_metrics', 'train']
 
 # %% ../nbs/10_training.ipynb #6f4d098a
 def _muon_lr_scale(p: nn.Parameter, is_linear_weight: bool) -> float:
@@ -176,30 +177,6 @@ def setup_precision(device: torch.device):
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")
         torch.backends.cudnn.allow_tf32 = True
-
-# %% ../nbs/10_training.ipynb #25a49706
-class ElfS2T(nn.Module):
-    """The trainable part of ELF-S2T (ELF backbone + optional audio projector); calling it returns the flow
-    loss."""
-
-    def __init__(
-        self, elf: nn.Module, projector: nn.Module | None = None, flow_cfg: FlowConfig | None = None
-    ):
-        super().__init__()
-        self.elf, self.projector, self.flow_cfg = elf, projector, flow_cfg or FlowConfig()
-
-    def loss(
-        self, batch: dict, flow_cfg: FlowConfig | None = None, gen: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, dict]:
-        """`flow.training_loss` on a batch (x0, ids, loss_mask; plus features, feat_lens when there is a
-        projector)."""
-        # (B, A, D)
-        cond = None if self.projector is None else self.projector(batch["features"], batch["feat_lens"])[0]
-        return training_loss(self.elf, batch["x0"], batch["ids"], batch.get("loss_mask"), cond=cond,
-                             cfg=flow_cfg or self.flow_cfg, gen=gen)
-
-    def forward(self, batch: dict, gen: torch.Generator | None = None):
-        return self.loss(batch, self.flow_cfg, gen)
 
 # %% ../nbs/10_training.ipynb #0ac6e92f
 @torch.no_grad()

@@ -11,9 +11,9 @@ import json, os, shutil, sys, time, dataclasses
 from pathlib import Path
 import torch
 from elf_s2t_nb.core import get_preset, override
-from elf_s2t_nb.model import ELF
+from elf_s2t_nb.model import ELF, ElfS2T
 from elf_s2t_nb.projector import AudioProjector
-from elf_s2t_nb.train import ElfS2T, train
+from elf_s2t_nb.train import train
 from elf_s2t_nb.gpubench import amp_dtype
 from elf_s2t_nb.run_state import BatchStream, CKPT_NAME, load_checkpoint
 OUT = Path(os.environ.get("OUT", "/tmp/out")); OUT.mkdir(parents=True, exist_ok=True)
