@@ -27,8 +27,8 @@ from .projector import AudioProjector
 from .run_state import CKPT_NAME, BatchStream, load_ema
 from .train import precision_policy, train
 from .whisper_encoder import WhisperEncoder
-from .shards import FeatureShards, bucket_batches, collate_features, feature_cache_bytes
-from .shards import make_loader, precompute_features
+from .data import bucket_batches, make_loader
+from .shards import FeatureShards, collate_features, feature_cache_bytes, precompute_features
 
 # %% auto #0
 __all__ = ['PEAK_FLOPS', 'ELF_B_TRAIN_MEASURED', 'REPO_URL', 'GPU_TYPES', 'SMOKE', 'DATA_SIZES', 'DOWNLOAD_GB', 'UNKNOWN',
@@ -297,8 +297,8 @@ def run_recipe(
         test_ds = FeatureShards(work / "features" / name)
         loader = make_loader(
             test_ds,
-            collate,
-            dev,
+            collate_fn=collate,
+            device=dev,
             batch_sampler=bucket_batches(test_ds.lengths, eval_batch_size),
             num_workers=0,
         )

@@ -15,7 +15,7 @@ import torch
 from .command_corpus import command_sentences
 from .core import Config, ConfigError, load_config, override, seed_everything
 from .core import make_run_dir
-from .data import SOURCES, SpeechTextDataset, build_synth_split, length_batcher, load_verses
+from .data import SOURCES, SpeechTextDataset, TextDataset, build_synth_split, length_batcher, load_verses
 from .whisper_encoder import WhisperEncoder, FeatureCache
 from .latents import TextEncoder, LatentCache, load_vocab, make_vocab, save_vocab
 from .model import ElfS2T, build_model, load_elf_checkpoint, resolve_checkpoint
@@ -26,9 +26,9 @@ from .audio import load_audio
 from .evaluate import transcribe_batches, score, save_jsonl, utterance_records
 
 # %% auto #0
-__all__ = ['init_backbone', 'TextDataset', 'train_texts', 'prepare_text', 'pretrain_text', 'speech_split', 'finetune_speech',
-           'run_stage', 'resume_config', 'train_run', 'Run', 'find_run', 'load_run', 'transcribe_arrays',
-           'transcribe_files', 'eval_run']
+__all__ = ['init_backbone', 'train_texts', 'prepare_text', 'pretrain_text', 'speech_split', 'finetune_speech', 'run_stage',
+           'resume_config', 'train_run', 'Run', 'find_run', 'load_run', 'transcribe_arrays', 'transcribe_files',
+           'eval_run']
 
 # %% ../nbs/15_pipeline.ipynb #a2705944
 def init_backbone(model: ElfS2T, path) -> ElfS2T:
@@ -56,24 +56,6 @@ def init_backbone(model: ElfS2T, path) -> ElfS2T:
     else:
         load_elf_checkpoint(model.elf, ck)  # official "params"/"ema_params1" layout
     return model
-
-# %% ../nbs/15_pipeline.ipynb #a7534276
-class TextDataset(torch.utils.data.Dataset):
-    "Pre-encoded text examples; whole batches by fancy indexing (x0, ids, loss_mask, text)."
-    def __init__(self, ids: torch.Tensor, x0: torch.Tensor, texts: list[str]):
-        self.ids, self.x0, self.texts = ids.long(), x0.half(), list(texts)      # (N, L), (N, L, D)
-    def __len__(self):
-        return len(self.texts)
-    def __getitem__(self, i):
-        return self.__getitems__([i])
-    def __getitems__(self, idx) -> dict:
-        idx = torch.as_tensor(idx, dtype=torch.long)
-        return {
-            "x0": self.x0[idx].float(),
-            "ids": self.ids[idx],
-            "loss_mask": torch.ones(self.ids[idx].shape, dtype=torch.bool),
-            "text": [self.texts[i] for i in idx.tolist()],
-        }
 
 # %% ../nbs/15_pipeline.ipynb #f3e8e02e
 def train_texts(cfg: Config) -> list[str]:

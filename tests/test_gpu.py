@@ -15,7 +15,8 @@ from elf_s2t_nb.gpu import PUBLISHED, expected_numbers, peak_flops, scale_batch,
 from elf_s2t_nb.gpubench import GPUBenchError, bench_config, gpu_bench
 from elf_s2t_nb.model import ELF, CheckpointError, load_official_elf, resolve_checkpoint
 from elf_s2t_nb.projector import AudioProjector
-from elf_s2t_nb.shards import FeatureCacheError, FeatureShards, bucket_batches, precompute_features
+from elf_s2t_nb.data import bucket_batches
+from elf_s2t_nb.shards import FeatureCacheError, FeatureShards, precompute_features
 
 TINY = ModelConfig(text_encoder_dim=32, max_length=16, hidden_size=64, depth=2, num_heads=4, bottleneck_dim=16, vocab_size=100)
 
