@@ -15,7 +15,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from .core import atomic_torch_save, CheckpointError, Config, ConfigError, get_device, load_config
-from .core import seed_everything
+from .core import seed_everything, sync_device
 from .data import length_batcher
 from .evaluate import EvalError, save_jsonl, score, utterance_records
 from .latents import FullVocab, load_vocab, make_vocab, TextEncoder
@@ -266,21 +266,17 @@ def cut_at_eos(ids: torch.Tensor, eos_id: int) -> list[list[int]]:
     rows = ids.tolist()
     return [r[:r.index(eos_id)] if eos_id in r else r for r in rows]
 
-def _sync(dev: torch.device):
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-
 @torch.no_grad()
 def transcribe_ar(model: ARDecoder, batches, vocab, max_len: int | None = None) -> dict:
     "Greedy-decode every batch; texts, ids and timing in the layout of `evaluate.transcribe_batches`."
     dev = next(model.parameters()).device
     out = dict(hyps=[], refs=[], uids=[], ids=[], kept=[], seconds=0.0)
     for batch in batches:
-        _sync(dev)
+        sync_device(dev)
         t0 = time.perf_counter()
         ids = cut_at_eos(greedy(model, batch, max_len), model.cfg.eos_id)
         hyps = vocab.decode(ids)
-        _sync(dev)
+        sync_device(dev)
         out["seconds"] += time.perf_counter() - t0
         out["hyps"] += hyps
         out["ids"] += ids

@@ -6,7 +6,6 @@
 from __future__ import annotations
 import json
 import platform
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -14,8 +13,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .core import atomic_write_text, get_preset, SampleConfig, seed_everything
-from .evaluate import _sync, EvalError, score, transcribe_batches, whisper_greedy
+from .core import atomic_write_text, get_preset, SampleConfig, seed_everything, time_calls
+from .evaluate import EvalError, score, transcribe_batches, whisper_greedy
 from .latents import TextEncoder
 from .model import build_model
 from .pipeline import load_run, train_texts
@@ -33,16 +32,8 @@ def timed(
 ) -> tuple[float, object]:
     """Best wall time of `fn()` in seconds over `repeat` runs after `warmup` runs (device synchronised), and
     its last result."""
-    device, best, out = torch.device(device), float("inf"), None
-    for _ in range(warmup):
-        out = fn()
-    for _ in range(max(repeat, 1)):
-        _sync(device)
-        t0 = time.perf_counter()
-        out = fn()
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+    times, out = time_calls(fn, repeat, warmup, device)
+    return min(times), out
 
 # %% ../nbs/11a_bench.ipynb #120d3b86
 def as_clips(clips) -> list[dict]:

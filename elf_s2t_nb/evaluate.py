@@ -18,7 +18,7 @@ import torch
 from sacrebleu.metrics import BLEU
 from whisper.normalizers import EnglishTextNormalizer
 
-from .core import UserError, SampleConfig, atomic_write_text
+from .core import UserError, SampleConfig, atomic_write_text, sync_device
 from . import sampling
 
 # %% auto #0
@@ -123,10 +123,6 @@ def load_jsonl(path: str | Path) -> list[dict]:
     return out
 
 # %% ../nbs/11_evaluation.ipynb #5d714305
-def _sync(device: torch.device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
 def unwrap(model) -> tuple[torch.nn.Module, torch.nn.Module]:
     "The `(elf, projector)` pair of an `ElfS2T`-like module (attributes `.elf`, `.projector`) or of a pair."
     if isinstance(model, (tuple, list)):
@@ -172,7 +168,7 @@ def transcribe_batches(model, batches: Iterable[dict], sample_cfg: SampleConfig,
         feats, lens = batch["features"].to(dev).float(), batch["feat_lens"].to(dev)
         if feature_fn is not None:
             feats, lens = feature_fn(feats, lens)
-        _sync(dev)
+        sync_device(dev)
         t0 = time.perf_counter()
         cond, _ = proj(feats, lens)                                             # (B, A, D)
         if null_cond:
@@ -183,7 +179,7 @@ def transcribe_batches(model, batches: Iterable[dict], sample_cfg: SampleConfig,
         )
         ids = sampling.cut_at_eos(so.ids, text_encoder.eos_id)
         hyps = text_encoder.decode(so.ids)                                      # cuts at the first EOS too
-        _sync(dev)
+        sync_device(dev)
         out["seconds"] += time.perf_counter() - t0
         out["hyps"] += hyps
         out["ids"] += ids
@@ -323,7 +319,7 @@ def whisper_greedy(
     opts = whisper.DecodingOptions(task=task, language=language, temperature=0.0, without_timestamps=True,
                                    fp16=dev.type == "cuda", sample_len=sample_len)
     hyps = []
-    _sync(dev)
+    sync_device(dev)
     t0 = time.perf_counter()
     for i in range(0, len(audios), batch_size):
         mel = torch.stack(
@@ -337,6 +333,6 @@ def whisper_greedy(
         )
         # mel (b, n_mels, 3000)
         hyps += [r.text.strip() for r in whisper.decode(whisper_model, mel.to(dev), opts)]
-    _sync(dev)
+    sync_device(dev)
     secs = time.perf_counter() - t0
     return dict(hyps=hyps, seconds=secs, n_utts=len(hyps), utts_per_s=len(hyps) / max(secs, 1e-9))

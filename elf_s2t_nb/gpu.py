@@ -18,25 +18,25 @@ if TYPE_CHECKING:
     import pandas as pd
 
 from .core import Config, ConfigError, FlowConfig, ModelConfig, UserError
-from .core import get_device, get_preset, override
+from .core import get_device, get_preset, override, precision_policy
 from .evaluate import score, transcribe_batches
 from .latents import TextEncoder
 from .model import ELF, ElfS2T, load_official_elf, resolve_checkpoint, swiglu_hidden
 from .paper_data import HFSpeech, steps_for_data
 from .projector import AudioProjector
 from .run_state import CKPT_NAME, BatchStream, load_ema
-from .train import precision_policy, train
+from .train import train
 from .whisper_encoder import WhisperEncoder
 from .data import bucket_batches, make_loader
 from .shards import FeatureShards, collate_features, feature_cache_bytes, precompute_features
 
 # %% auto #0
 __all__ = ['PEAK_FLOPS', 'ELF_B_TRAIN_MEASURED', 'REPO_URL', 'GPU_TYPES', 'SMOKE', 'DATA_SIZES', 'DOWNLOAD_GB', 'UNKNOWN',
-           'NOT_REPORTED', 'NOT_RUN', 'PUBLISHED', 'COLUMNS', 'peak_flops', 'amp_dtype', 'gpu_report',
-           'elf_forward_flops', 'train_step_flops', 'expected_step_flops', 'scale_batch', 'text_latent_loss',
-           'GPUMemoryError', 'train_memory', 'plan_micro_batch', 'release_whisper', 'run_recipe', 'PreflightError',
-           'work_folder', 'recipe_plan', 'plan_table', 'gpu_info', 'recipe_sources', 'preflight', 'sample_table',
-           'ddp_command', 'expected_numbers']
+           'NOT_REPORTED', 'NOT_RUN', 'PUBLISHED', 'COLUMNS', 'peak_flops', 'gpu_report', 'elf_forward_flops',
+           'train_step_flops', 'expected_step_flops', 'scale_batch', 'text_latent_loss', 'GPUMemoryError',
+           'train_memory', 'plan_micro_batch', 'release_whisper', 'run_recipe', 'PreflightError', 'work_folder',
+           'recipe_plan', 'plan_table', 'gpu_info', 'recipe_sources', 'preflight', 'sample_table', 'ddp_command',
+           'expected_numbers']
 
 # %% ../nbs/13_gpu_reproduction.ipynb #858250da
 # (name substring, dense tensor-core FLOP/s, dtype), the most specific first; NVIDIA datasheets
@@ -65,11 +65,6 @@ def peak_flops(device_name: str) -> tuple[float | None, str | None]:
             return peak, dtype
     return None, None
 
-def amp_dtype(device: torch.device):
-    """The training loop's precision policy (notebook 10): bf16 on capability >= 8.0, fp16 + GradScaler below,
-    None off CUDA."""
-    return precision_policy(device)
-
 # %% ../nbs/13_gpu_reproduction.ipynb #1b909ea4
 def gpu_report() -> dict:
     """This runtime: torch and CUDA versions, GPU count and name, memory, compute capability, mixed precision,
@@ -85,7 +80,7 @@ def gpu_report() -> dict:
         "device": p.name,
         "memory_gb": round(p.total_memory / 2**30, 1),
         "capability": f"{p.major}.{p.minor}",
-        "amp": str(amp_dtype(torch.device("cuda", 0))).replace("torch.", ""),
+        "amp": str(precision_policy(torch.device("cuda", 0))).replace("torch.", ""),
         "peak_flops": peak,
         "peak_dtype": peak_dtype,
     }

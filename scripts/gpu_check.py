@@ -14,7 +14,7 @@ from elf_s2t_nb.core import get_preset, override
 from elf_s2t_nb.model import ELF, ElfS2T
 from elf_s2t_nb.projector import AudioProjector
 from elf_s2t_nb.train import train
-from elf_s2t_nb.gpubench import amp_dtype
+from elf_s2t_nb.core import precision_policy
 from elf_s2t_nb.run_state import BatchStream, CKPT_NAME, load_checkpoint
 OUT = Path(os.environ.get("OUT", "/tmp/out")); OUT.mkdir(parents=True, exist_ok=True)
 res = {}
@@ -62,7 +62,7 @@ def main():
     ls = [r["loss"] for r in h]
     res["cuda_train"] = dict(steps=len(h), seconds=round(sec, 1), steps_per_s=round(len(h) / sec, 1), first10=sum(ls[:10]) / 10,
                              last10=sum(ls[-10:]) / 10, acc_last=h[-1].get("acc"), finite=all(map(lambda x: x == x, ls)),
-                             amp=str(amp_dtype(torch.device("cuda"))),
+                             amp=str(precision_policy(torch.device("cuda"))),
                              tf32=torch.backends.cuda.matmul.allow_tf32)
     print(json.dumps(res["cuda_train"]), flush=True)
     a, _, da = run("straight", 40)
