@@ -69,15 +69,15 @@ def bench_features(clips: list[dict], encoder_name: str = "tiny.en", device: str
                 true_over_cached=t_true / max(t_cache, 1e-9), cosine_true_vs_full=float(cos))
 
 # %% ../nbs/11a_bench.ipynb #8df54096
-def bench_decoding(model, batches: list[dict], text_encoder, steps=(4, 8, 16, 32), cfg_scales=(1.0, 2.0),
+def bench_decoding(model, batches: list[dict], vocab, steps=(4, 8, 16, 32), cfg_scales=(1.0, 2.0),
                    base: SampleConfig | None = None) -> list[dict]:
     "ELF-S2T throughput (utterances/s, from cached features) and WER for each number of steps and CFG scale."
     base, rows = base or SampleConfig(), []
     # warm-up
-    transcribe_batches(model, batches, replace(base, steps=min(steps)), text_encoder, max_batches=1)
+    transcribe_batches(model, batches, replace(base, steps=min(steps)), vocab, max_batches=1)
     for w in cfg_scales:
         for s in steps:
-            r = transcribe_batches(model, batches, replace(base, steps=s, cfg_scale=w), text_encoder)
+            r = transcribe_batches(model, batches, replace(base, steps=s, cfg_scale=w), vocab)
             sc = score(r["hyps"], r["refs"])
             rows.append(
                 dict(
@@ -93,15 +93,15 @@ def bench_decoding(model, batches: list[dict], text_encoder, steps=(4, 8, 16, 32
     return rows
 
 def bench_threads(
-    model, batches: list[dict], text_encoder, base: SampleConfig | None = None, threads=(1, 2)
+    model, batches: list[dict], vocab, base: SampleConfig | None = None, threads=(1, 2)
 ) -> list[dict]:
     "ELF-S2T decoding throughput for each CPU thread count (torch's setting restored afterwards)."
     n0, rows, base = torch.get_num_threads(), [], base or SampleConfig()
     try:
         for n in threads:
             torch.set_num_threads(n)
-            transcribe_batches(model, batches, base, text_encoder, max_batches=1)                 # warm-up
-            r = transcribe_batches(model, batches, base, text_encoder)
+            transcribe_batches(model, batches, base, vocab, max_batches=1)                 # warm-up
+            r = transcribe_batches(model, batches, base, vocab)
             rows.append(dict(threads=n, seconds=r["seconds"], utts_per_s=r["utts_per_s"]))
     finally:
         torch.set_num_threads(n0)
@@ -176,13 +176,13 @@ def machine_info() -> dict:
     )
 
 # %% ../nbs/11a_bench.ipynb #ed07b3a3
-def run_bench(run_or_model, clips, out_dir: str | Path, quick: bool = False, cfg=None, text_encoder=None,
+def run_bench(run_or_model, clips, out_dir: str | Path, quick: bool = False, cfg=None, vocab=None,
               device: str = "cpu", train_presets=None, steps=None) -> dict:
     """Features, decoding (ELF-S2T vs Whisper's greedy decoder) and training-step benchmarks side by side;
     JSON + markdown."""
     if isinstance(run_or_model, (str, Path)):
         r = load_run(run_or_model, device)
-        run_or_model, cfg, text_encoder = r.model, r.cfg, text_encoder or r.vocab
+        run_or_model, cfg, vocab = r.model, r.cfg, vocab or r.vocab
     model = run_or_model
     if cfg is None:
         raise EvalError("run_bench needs the model's config: pass cfg= with a model, or a run folder")
@@ -190,23 +190,23 @@ def run_bench(run_or_model, clips, out_dir: str | Path, quick: bool = False, cfg
         clips = demo_clips(16, cfg.data.task, variants=("m7",), split="test")   # unseen sentences, test voice
     clips = as_clips(clips)[:4 if quick else None]
     language, task = cfg.data.src_lang, "transcribe" if cfg.data.task == "asr" else "translate"
-    # or the run's vocabulary
-    text_encoder = text_encoder or TextEncoder.from_config(cfg.latent, [c["text"] for c in clips])
+    # the run's vocabulary, or the whole tokenizer of a text encoder
+    vocab = vocab or TextEncoder.from_config(cfg.latent, [c["text"] for c in clips])
     res = dict(machine=machine_info(), config=cfg.name, n_clips=len(clips), quick=quick)
     res["features"] = bench_features(clips, cfg.whisper.name, device, repeat=1 if quick else 3)
     enc = WhisperEncoder(cfg.whisper.name, true_length=cfg.whisper.true_length, device=device)
-    # a pipeline vocabulary
-    vocab = text_encoder if hasattr(text_encoder, "to_compact") else None
+    # a compact vocabulary (latents.CorpusVocab) maps the ids of the batches
+    compact = vocab if hasattr(vocab, "to_compact") else None
     batches = clip_batches(
         clips,
         FeatureCache(enc).get([c["audio"] for c in clips]),
-        getattr(text_encoder, "text_encoder", text_encoder),
+        getattr(vocab, "text_encoder", vocab),
         cfg.data.batch_size,
-        vocab,
+        compact,
     )
-    res["threads"] = bench_threads(model, batches, text_encoder, replace(cfg.sample, steps=8))
+    res["threads"] = bench_threads(model, batches, vocab, replace(cfg.sample, steps=8))
     res["decoding"] = bench_decoding(
-        model, batches, text_encoder, steps or ((4, 8) if quick else (4, 8, 16, 32)), base=cfg.sample
+        model, batches, vocab, steps or ((4, 8) if quick else (4, 8, 16, 32)), base=cfg.sample
     )
     try:
         res["whisper"] = bench_whisper(enc.model, clips, language, task)

@@ -166,7 +166,7 @@ def bench_command(run=None, out="bench", gpu: bool = False, quick: bool = False,
         if r.whisper is None:
             raise ConfigError(f"{r.dir} is a text-only run: benchmark a speech run (asr or s2tt)")
         model, cfg, vocab = r.model, r.cfg, r.vocab
-    return bench_markdown(run_bench(model, None, out, quick=quick, cfg=cfg, text_encoder=vocab))
+    return bench_markdown(run_bench(model, None, out, quick=quick, cfg=cfg, vocab=vocab))
 
 # %% ../nbs/14_cli.ipynb #ac58e834
 def _common(p, cfg_opts: bool = True):

@@ -23,7 +23,7 @@ from . import sampling
 
 # %% auto #0
 __all__ = ['NORMALISER', 'ABLATIONS', 'EvalError', 'english_normaliser', 'normalise', 'wer_scores', 'bleu_scores',
-           'sentence_bleu', 'word_f1', 'score', 'utterance_records', 'save_jsonl', 'load_jsonl', 'unwrap',
+           'sentence_bleu', 'word_f1', 'score', 'utterance_records', 'save_jsonl', 'load_jsonl', 'elf_and_projector',
            'transcribe_batches', 'sweep', 'plot_sweep', 'ablate_features', 'edit_distance', 'audio_ablations',
            'whisper_greedy']
 
@@ -123,7 +123,7 @@ def load_jsonl(path: str | Path) -> list[dict]:
     return out
 
 # %% ../nbs/11_evaluation.ipynb #5d714305
-def unwrap(model) -> tuple[torch.nn.Module, torch.nn.Module]:
+def elf_and_projector(model) -> tuple[torch.nn.Module, torch.nn.Module]:
     "The `(elf, projector)` pair of an `ElfS2T`-like module (attributes `.elf`, `.projector`) or of a pair."
     if isinstance(model, (tuple, list)):
         return tuple(model)
@@ -136,7 +136,7 @@ def unwrap(model) -> tuple[torch.nn.Module, torch.nn.Module]:
 
 # %% ../nbs/11_evaluation.ipynb #8a50a18c
 @torch.no_grad()
-def transcribe_batches(model, batches: Iterable[dict], sample_cfg: SampleConfig, text_encoder,
+def transcribe_batches(model, batches: Iterable[dict], sample_cfg: SampleConfig, vocab,
                        # (features, lens) -> (features, lens), e.g. an ablation
                        feature_fn: Callable | None = None,
                        # decode from the null condition (zeroed audio slots) alone
@@ -148,7 +148,7 @@ def transcribe_batches(model, batches: Iterable[dict], sample_cfg: SampleConfig,
                        max_batches: int | None = None) -> dict:
     """Sample every batch (cond = projector(features)), cut at the first EOS, detokenise; return texts, ids
     and timing."""
-    elf, proj = unwrap(model)
+    elf, proj = elf_and_projector(model)
     elf.eval()
     proj.eval()
     # the run's own noise scale and times
@@ -175,10 +175,10 @@ def transcribe_batches(model, batches: Iterable[dict], sample_cfg: SampleConfig,
             cond = torch.zeros_like(cond)                             # audio dropout's null: the text prior
         n_text = elf.cfg.max_length - cond.shape[1]
         so = sampling.sample(
-            elf, cond, n_text, sample_cfg, text_encoder.dim, gen=gen, record=record, **flow_kw
+            elf, cond, n_text, sample_cfg, vocab.dim, gen=gen, record=record, **flow_kw
         )
-        ids = sampling.cut_at_eos(so.ids, text_encoder.eos_id)
-        hyps = text_encoder.decode(so.ids)                                      # cuts at the first EOS too
+        ids = sampling.cut_at_eos(so.ids, vocab.eos_id)
+        hyps = vocab.decode(so.ids)                                      # cuts at the first EOS too
         sync_device(dev)
         out["seconds"] += time.perf_counter() - t0
         out["hyps"] += hyps
@@ -203,7 +203,7 @@ def transcribe_batches(model, batches: Iterable[dict], sample_cfg: SampleConfig,
     return out
 
 # %% ../nbs/11_evaluation.ipynb #d4a558cf
-def sweep(model, batches, text_encoder, base: SampleConfig, field: str, values: Iterable, **kw) -> list[dict]:
+def sweep(model, batches, vocab, base: SampleConfig, field: str, values: Iterable, **kw) -> list[dict]:
     "Evaluate once per value of the `SampleConfig` field `field`; one row of scores and speed per value."
     if field not in SampleConfig.__dataclass_fields__:
         raise EvalError(
@@ -212,9 +212,9 @@ def sweep(model, batches, text_encoder, base: SampleConfig, field: str, values: 
         )
     rows = []
     # warm-up: the first call pays for allocations
-    transcribe_batches(model, batches, base, text_encoder, max_batches=1)
+    transcribe_batches(model, batches, base, vocab, max_batches=1)
     for v in values:
-        r = transcribe_batches(model, batches, replace(base, **{field: v}), text_encoder, **kw)
+        r = transcribe_batches(model, batches, replace(base, **{field: v}), vocab, **kw)
         rows.append(
             {field: v, **score(r["hyps"], r["refs"]), "seconds": r["seconds"], "utts_per_s": r["utts_per_s"]}
         )
@@ -272,11 +272,11 @@ def edit_distance(a: list, b: list) -> int:
     return prev[-1]
 
 # %% ../nbs/11_evaluation.ipynb #488a620c
-def audio_ablations(model, batches, sample_cfg: SampleConfig, text_encoder, modes: Iterable[str] = ABLATIONS,
+def audio_ablations(model, batches, sample_cfg: SampleConfig, vocab, modes: Iterable[str] = ABLATIONS,
                     normal: dict | None = None) -> dict:
     """Scores under each audio ablation, how far the outputs move from the normal ones, and (swap) WER against
     the donor."""
-    normal = normal or transcribe_batches(model, batches, sample_cfg, text_encoder)
+    normal = normal or transcribe_batches(model, batches, sample_cfg, vocab)
     res = {"normal": {**score(normal["hyps"], normal["refs"]), "token_change": 0.0, "identical": 1.0}}
     for mode in modes:
         g = torch.Generator().manual_seed(sample_cfg.seed + 1)
@@ -285,7 +285,7 @@ def audio_ablations(model, batches, sample_cfg: SampleConfig, text_encoder, mode
             seed = int(torch.randint(0, 2**31, (1,), generator=g))
             return ablate_features(f, lens, mode, torch.Generator(f.device).manual_seed(seed))
 
-        r = transcribe_batches(model, batches, sample_cfg, text_encoder, feature_fn=fn)
+        r = transcribe_batches(model, batches, sample_cfg, vocab, feature_fn=fn)
         change = [edit_distance(a, b) / max(len(b), 1) for a, b in zip(r["ids"], normal["ids"])]
         res[mode] = {
             **score(r["hyps"], r["refs"]),
