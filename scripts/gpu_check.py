@@ -37,7 +37,7 @@ class Synth:
         return {"x0": self.x0[ix], "ids": self.ids[ix], "features": self.feats[ix], "feat_lens": torch.full((len(ix),), self.T)}
 
 def build(cfg, V=500):
-    # pipeline.build_model does this too, but importing pipeline needs openai-whisper, which GPU images may lack
+    # model.build_model does this too (and sets n_cond); kept explicit so the script reads on its own
     elf = ELF(dataclasses.replace(cfg.model, max_length=cfg.projector.n_slots + cfg.latent.max_len, text_encoder_dim=384, vocab_size=V))
     return ElfS2T(elf, AudioProjector.from_config(cfg.projector, 384, 384), cfg.flow)
 
