@@ -22,14 +22,15 @@ from .latents import FullVocab, load_vocab, make_vocab, TextEncoder
 from .model import build_model
 from .pipeline import speech_split
 from .projector import stack_frames
+from .sampling import cut_at_eos
 from .run_state import BatchStream, CKPT_NAME, load_checkpoint
 from .train import DivergedError, read_metrics, to_device
 from .whisper_encoder import WhisperEncoder
 
 # %% auto #0
 __all__ = ['AR_CKPT', 'ARConfig', 'Attention', 'mlp', 'EncoderBlock', 'DecoderBlock', 'ARDecoder', 'target_mask',
-           'count_trainable', 'elf_param_count', 'ar_config_for', 'ar_param_count', 'greedy', 'cut_at_eos',
-           'transcribe_ar', 'ar_lr', 'train_ar', 'ARRun', 'load_ar', 'run_seconds', 'ar_for_run', 'evaluate_ar']
+           'count_trainable', 'elf_param_count', 'ar_config_for', 'ar_param_count', 'greedy', 'transcribe_ar', 'ar_lr',
+           'train_ar', 'ARRun', 'load_ar', 'run_seconds', 'ar_for_run', 'evaluate_ar']
 
 # %% ../nbs/10c_ar_baseline.ipynb #10a2d873
 @dataclass
@@ -260,11 +261,6 @@ def greedy(model: ARDecoder, batch: dict, max_len: int | None = None, cache: boo
             break
         inp = torch.cat([inp, nxt[:, None]], 1)
     return (out, torch.stack(steps, 1)) if scores else out
-
-def cut_at_eos(ids: torch.Tensor, eos_id: int) -> list[list[int]]:
-    "Rows of ids up to (not including) their first EOS."
-    rows = ids.tolist()
-    return [r[:r.index(eos_id)] if eos_id in r else r for r in rows]
 
 @torch.no_grad()
 def transcribe_ar(model: ARDecoder, batches, vocab, max_len: int | None = None) -> dict:
