@@ -17,15 +17,15 @@ from .core import atomic_write_text, cache_dir
 from .data import audio_path, plan_split
 from .demo import SIZES, run_demo, stage_configs
 from .gpubench import gpu_bench, gpu_bench_markdown
-from .models import format_card, load_shipped, shipped_for, shipped_models, shipped_root
+from .models import TASKS, format_card, load_shipped, shipped_for, shipped_models, shipped_root
 from .pipeline import eval_run, load_run, prepare_text, resume_config, speech_split, train_run
 from .pipeline import transcribe_files
 from .tiny import DEMO_STEPS, TEST_STEPS, tiny_demo
 from .whisper_encoder import WhisperEncoder
 
 # %% auto #0
-__all__ = ['TASKS', 'COMMANDS', 'cmd_config', 'cmd_demo', 'cmd_train', 'cmd_eval', 'cmd_transcribe', 'cmd_models', 'cmd_data',
-           'cmd_bench', 'data_command', 'bench_command', 'make_parser', 'main']
+__all__ = ['COMMANDS', 'cmd_config', 'cmd_demo', 'cmd_train', 'cmd_eval', 'cmd_transcribe', 'cmd_models', 'cmd_data', 'cmd_bench',
+           'data_command', 'bench_command', 'make_parser', 'main']
 
 # %% ../nbs/14_cli.ipynb #ac504fdf
 def _config_from_args(a) -> "Config":
@@ -49,8 +49,6 @@ def cmd_config(a) -> int:
     d = _config_from_args(a).to_dict()
     print(json.dumps(d, indent=2) if a.format == "json" else yaml.safe_dump(d, sort_keys=False), end="")
     return 0
-
-TASKS = ("asr", "s2tt")
 
 def cmd_demo(a) -> int:
     """The main job: corpus, features, text pretraining, speech fine-tuning (ASR and S2TT), evaluation, error

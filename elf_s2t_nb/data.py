@@ -26,10 +26,11 @@ from .command_corpus import plan_command_utterances
 from .core import ConfigError, DataConfig, UserError, cache_dir, progress_bar
 
 # %% auto #0
-__all__ = ['VERSES', 'FIELDS', 'VOICES', 'TRAIN_VARIANTS', 'TEST_VARIANTS', 'RATES', 'PITCHES', 'SIZES', 'SOURCES', 'DataError',
-           'load_verses', 'plan_utterances', 'audio_path', 'synthesize_corpus', 'speech_features', 'SpeechTextDataset',
-           'collate_speech', 'TextDataset', 'bucket_batches', 'padding_share', 'filter_examples', 'length_batcher',
-           'BucketBatchSampler', 'make_loader', 'synth_config', 'speech_lang', 'plan_split', 'build_synth_split']
+__all__ = ['VERSES', 'FIELDS', 'VOICES', 'TRAIN_VARIANTS', 'TEST_VARIANTS', 'RATES', 'PITCHES', 'CORPUS_SIZES', 'SOURCES',
+           'DataError', 'load_verses', 'plan_utterances', 'audio_path', 'synthesize_corpus', 'speech_features',
+           'SpeechTextDataset', 'collate_speech', 'TextDataset', 'bucket_batches', 'padding_share', 'filter_examples',
+           'length_batcher', 'BucketBatchSampler', 'make_loader', 'synth_config', 'speech_lang', 'plan_split',
+           'build_synth_split']
 
 # %% ../nbs/05_data.ipynb #4d207fef
 VERSES = Path(str(files("elf_s2t_nb"))) / "data" / "verses.jsonl.gz"   # shipped with the package
@@ -66,7 +67,7 @@ TRAIN_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "f1", "f2", "f4", "f5")
 # never used in training: the test split hears new voices
 TEST_VARIANTS = ("m7", "f3")
 RATES, PITCHES = (145, 195), (35, 65)                     # inclusive ranges, drawn per utterance
-SIZES = {"demo": (400, 100), "full": (0, 0)}              # (n_train, n_eval per dev/test split); 0 = all
+CORPUS_SIZES = {"demo": (400, 100), "full": (0, 0)}       # (n_train, n_eval per dev/test split); 0 = all
 
 def plan_utterances(verses: list[dict], lang: str = "en", split: str = "train", n: int = 0, seed: int = 0,
                     skips: Counter | None = None) -> list[dict]:
@@ -357,11 +358,12 @@ def make_loader(
 
 # %% ../nbs/05_data.ipynb #fa305872
 def synth_config(task: str = "asr", src_lang: str = "en", size: str = "demo", **kw) -> DataConfig:
-    "A `DataConfig` for the synthetic corpus at a named size (`SIZES`: 'demo' or 'full')."
-    if size not in SIZES:
-        raise ConfigError(f"unknown corpus size {size!r}; choose one of {list(SIZES)}")
+    "A `DataConfig` for the synthetic corpus at a named size (`CORPUS_SIZES`: 'demo' or 'full')."
+    if size not in CORPUS_SIZES:
+        raise ConfigError(f"unknown corpus size {size!r}; choose one of {list(CORPUS_SIZES)}")
     return DataConfig(
-        source="synth", task=task, src_lang=src_lang, n_train=SIZES[size][0], n_eval=SIZES[size][1], **kw
+        source="synth", task=task, src_lang=src_lang, n_train=CORPUS_SIZES[size][0],
+        n_eval=CORPUS_SIZES[size][1], **kw
     )
 
 def speech_lang(cfg: DataConfig) -> str:

@@ -32,7 +32,7 @@ from .shards import FeatureShards, collate_features, feature_cache_bytes, precom
 
 # %% auto #0
 __all__ = ['PEAK_FLOPS', 'ELF_B_TRAIN_MEASURED', 'REPO_URL', 'GPU_TYPES', 'SMOKE', 'DATA_SIZES', 'DOWNLOAD_GB', 'UNKNOWN',
-           'NOT_REPORTED', 'NOT_RUN', 'PUBLISHED', 'COLUMNS', 'peak_flops', 'gpu_report', 'elf_forward_flops',
+           'NOT_REPORTED', 'NOT_RUN', 'PUBLISHED', 'RESULT_COLUMNS', 'peak_flops', 'gpu_report', 'elf_forward_flops',
            'train_step_flops', 'expected_step_flops', 'scale_batch', 'text_latent_loss', 'GPUMemoryError',
            'train_memory', 'plan_micro_batch', 'release_whisper', 'run_recipe', 'PreflightError', 'work_folder',
            'recipe_plan', 'plan_table', 'gpu_info', 'recipe_sources', 'preflight', 'sample_table', 'ddp_command',
@@ -547,8 +547,8 @@ PUBLISHED = [
     ("ELF-B, text De->En", NOT_REPORTED, NOT_REPORTED, NOT_REPORTED, NOT_REPORTED, 26.4,
      "Hu et al., arXiv 2605.10938 (ELF); official README, test set, lowercased sacreBLEU"),
 ]
-COLUMNS = ("LibriSpeech test-clean WER", "test-other WER", "CoVoST 2 de->en BLEU", "CoVoST 2 X->en mean BLEU",
-           "WMT14 De->En BLEU")
+RESULT_COLUMNS = ("LibriSpeech test-clean WER", "test-other WER", "CoVoST 2 de->en BLEU",
+                  "CoVoST 2 X->en mean BLEU", "WMT14 De->En BLEU")
 
 
 def expected_numbers(ours: dict | None = None, label: str = "this recipe (ELF-B S2T)") -> str:
@@ -559,7 +559,8 @@ def expected_numbers(ours: dict | None = None, label: str = "this recipe (ELF-B 
     o = ours or {}
     mine = tuple(o.get(k, NOT_RUN) for k in ("ls_clean", "ls_other", "covost_de_en"))
     rows = [*PUBLISHED, (label, *mine, NOT_REPORTED, NOT_REPORTED, o.get("source", "not run yet"))]
-    lines = ["| system | " + " | ".join(COLUMNS) + " | source |", "|---" * (len(COLUMNS) + 2) + "|"]
+    lines = ["| system | " + " | ".join(RESULT_COLUMNS) + " | source |",
+             "|---" * (len(RESULT_COLUMNS) + 2) + "|"]
     for r in rows:
         lines.append(f"| {r[0]} | " + " | ".join(cell(v) for v in r[1:6]) + f" | {r[6]} |")
     legend = (f"\n\n{UNKNOWN}: the source reports it, but it could not be read here; "
