@@ -10,15 +10,15 @@ from collections import Counter
 from functools import lru_cache
 import numpy as np
 import torch
+from .audio import PITCHES, TEST_VARIANTS, TRAIN_VARIANTS, VOICES
 from .core import ConfigError, UserError
 
 # %% auto #0
 __all__ = ['EN_ONES', 'EN_TENS', 'DE_ONES', 'DE_TENS', 'FR_ONES', 'FR_TENS', 'DAYS', 'MONTHS', 'WHEN', 'PARTS', 'ROOMS', 'NAMES',
            'CHORES', 'ITEMS', 'UNITS', 'PLACES', 'GENRES', 'VOICE_COMMANDS', 'LISTS', 'DIRS', 'DOMAINS', 'CORPUS_SEED',
-           'N_SENTENCES', 'MIN_WORDS', 'MAX_WORDS', 'MAX_CHARS', 'LANGS', 'VOICES', 'TRAIN_VARIANTS', 'TEST_VARIANTS',
-           'RATES', 'PITCHES', 'CONFUSABLE', 'GrammarError', 'en_number', 'de_number', 'fr_number', 'en_ordinal',
-           'de_ordinal', 'fr_ordinal', 'clock_time', 'duration', 'check_disjoint', 'command_sentences',
-           'plan_command_utterances', 'command_vocabulary', 'command_stats']
+           'N_SENTENCES', 'MIN_WORDS', 'MAX_WORDS', 'MAX_CHARS', 'LANGS', 'COMMAND_RATES', 'CONFUSABLE', 'GrammarError',
+           'en_number', 'de_number', 'fr_number', 'en_ordinal', 'de_ordinal', 'fr_ordinal', 'clock_time', 'duration',
+           'check_disjoint', 'command_sentences', 'plan_command_utterances', 'command_vocabulary', 'command_stats']
 
 # %% ../nbs/04a_command_corpus.ipynb #ce37b10e
 EN_ONES = (
@@ -818,11 +818,8 @@ def command_sentences(split: str = "train", seed: int = CORPUS_SEED) -> list[dic
     return [dict(row) for row in _corpus(seed)[split]]
 
 # %% ../nbs/04a_command_corpus.ipynb #cc1abb81
-VOICES = {"en": "en-us", "de": "de", "fr": "fr"}  # espeak-ng voice per language (as the verse corpus)
-TRAIN_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "f1", "f2", "f4", "f5")
-TEST_VARIANTS = ("m7", "f3")  # never heard in training
-RATES = {"train": (150, 190), "dev": (150, 190), "test": (140, 210)}  # inclusive; test also slower and faster
-PITCHES = (35, 65)
+# espeak-ng rate per split, inclusive; test also slower and faster (voice, variants, pitch: audio)
+COMMAND_RATES = {"train": (150, 190), "dev": (150, 190), "test": (140, 210)}
 
 
 def plan_command_utterances(
@@ -833,7 +830,7 @@ def plan_command_utterances(
         raise ConfigError(f"no synthetic speech in language {lang!r}; choose one of {list(VOICES)}")
     rows, out = command_sentences(split), []
     skips = Counter() if skips is None else skips
-    variants, (lo, hi) = TEST_VARIANTS if split == "test" else TRAIN_VARIANTS, RATES[split]
+    variants, (lo, hi) = TEST_VARIANTS if split == "test" else TRAIN_VARIANTS, COMMAND_RATES[split]
     for i in torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist():
         row = rows[i]
         if not row[lang].strip() or not row["en"].strip():

@@ -21,16 +21,16 @@ import soundfile as sf
 import torch
 from torch import Tensor
 
-from .audio import SAMPLE_RATE, AudioError, TTSError, load_audio, synthesize, write_audio
+from .audio import PITCHES, SAMPLE_RATE, TEST_VARIANTS, TRAIN_VARIANTS, VOICES, AudioError, TTSError
+from .audio import load_audio, synthesize, write_audio
 from .command_corpus import plan_command_utterances
 from .core import ConfigError, DataConfig, UserError, cache_dir, progress_bar
 
 # %% auto #0
-__all__ = ['VERSES', 'FIELDS', 'VOICES', 'TRAIN_VARIANTS', 'TEST_VARIANTS', 'RATES', 'PITCHES', 'CORPUS_SIZES', 'SOURCES',
-           'DataError', 'load_verses', 'plan_utterances', 'audio_path', 'synthesize_corpus', 'speech_features',
-           'SpeechTextDataset', 'collate_speech', 'TextDataset', 'bucket_batches', 'padding_share', 'filter_examples',
-           'length_batcher', 'BucketBatchSampler', 'make_loader', 'synth_config', 'speech_lang', 'plan_split',
-           'build_synth_split']
+__all__ = ['VERSES', 'FIELDS', 'RATES', 'CORPUS_SIZES', 'SOURCES', 'DataError', 'load_verses', 'plan_utterances', 'audio_path',
+           'synthesize_corpus', 'speech_features', 'SpeechTextDataset', 'collate_speech', 'TextDataset',
+           'bucket_batches', 'padding_share', 'filter_examples', 'length_batcher', 'BucketBatchSampler', 'make_loader',
+           'synth_config', 'speech_lang', 'plan_split', 'build_synth_split']
 
 # %% ../nbs/05_data.ipynb #4d207fef
 VERSES = Path(str(files("elf_s2t_nb"))) / "data" / "verses.jsonl.gz"   # shipped with the package
@@ -62,11 +62,8 @@ def load_verses(path: str | Path | None = None, split: str | None = None) -> lis
     return [r for r in rows if split in (None, r["split"])]
 
 # %% ../nbs/05_data.ipynb #1292e167
-VOICES = {"en": "en-us", "de": "de", "fr": "fr"}         # espeak-ng voice per language of the speech
-TRAIN_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "f1", "f2", "f4", "f5")
-# never used in training: the test split hears new voices
-TEST_VARIANTS = ("m7", "f3")
-RATES, PITCHES = (145, 195), (35, 65)                     # inclusive ranges, drawn per utterance
+# espeak-ng rate (words per minute), inclusive, drawn per utterance (voice, variants, pitch: audio)
+RATES = (145, 195)
 CORPUS_SIZES = {"demo": (400, 100), "full": (0, 0)}       # (n_train, n_eval per dev/test split); 0 = all
 
 def plan_utterances(verses: list[dict], lang: str = "en", split: str = "train", n: int = 0, seed: int = 0,

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
-from .audio import synthesize
+from .audio import VOICES, synthesize
 from .core import cache_dir, Config, ConfigError, get_preset, seed_everything
-from .data import collate_speech, load_verses, SpeechTextDataset, VOICES
+from .data import collate_speech, load_verses, SpeechTextDataset
 from .latents import make_vocab, save_vocab, TextEncoder
 from .model import build_model
 from .pipeline import load_run, speech_split
