@@ -28,7 +28,7 @@ from .train import DivergedError, read_metrics, to_device
 from .whisper_encoder import WhisperEncoder
 
 # %% auto #0
-__all__ = ['AR_CKPT', 'ARConfig', 'Attention', 'mlp', 'EncoderBlock', 'DecoderBlock', 'ARDecoder', 'target_mask',
+__all__ = ['AR_CKPT', 'ARConfig', 'CachedAttention', 'mlp', 'EncoderBlock', 'DecoderBlock', 'ARDecoder', 'target_mask',
            'count_trainable', 'elf_param_count', 'ar_config_for', 'ar_param_count', 'greedy', 'transcribe_ar', 'ar_lr',
            'train_ar', 'ARRun', 'load_ar', 'run_seconds', 'ar_for_run', 'evaluate_ar']
 
@@ -53,7 +53,7 @@ class ARConfig:
     def bos_id(self) -> int: return self.vocab_size
 
 # %% ../nbs/10c_ar_baseline.ipynb #4c903edb
-class Attention(nn.Module):
+class CachedAttention(nn.Module):
     "Multi-head attention; keys/values of `x` itself, or given ones (a cache, or the audio memory)."
     def __init__(self, H: int, heads: int, dropout: float = 0.0):
         super().__init__()
@@ -90,7 +90,7 @@ class EncoderBlock(nn.Module):
     "Pre-LN bidirectional self-attention over the audio slots, then an MLP."
     def __init__(self, c: ARConfig):
         super().__init__()
-        self.ln1, self.attn = nn.LayerNorm(c.hidden), Attention(c.hidden, c.heads, c.dropout)
+        self.ln1, self.attn = nn.LayerNorm(c.hidden), CachedAttention(c.hidden, c.heads, c.dropout)
         self.ln2, self.mlp = nn.LayerNorm(c.hidden), mlp(c.hidden, c.mlp_ratio, c.dropout)
         self.drop = nn.Dropout(c.dropout)
     def forward(self, x, mask):                                            # (B, A, H), (B, 1, 1, A)
@@ -102,8 +102,8 @@ class DecoderBlock(nn.Module):
     def __init__(self, c: ARConfig):
         super().__init__()
         H = c.hidden
-        self.ln1, self.self_attn = nn.LayerNorm(H), Attention(H, c.heads, c.dropout)
-        self.ln2, self.cross = nn.LayerNorm(H), Attention(H, c.heads, c.dropout)
+        self.ln1, self.self_attn = nn.LayerNorm(H), CachedAttention(H, c.heads, c.dropout)
+        self.ln2, self.cross = nn.LayerNorm(H), CachedAttention(H, c.heads, c.dropout)
         self.ln3, self.mlp, self.drop = nn.LayerNorm(H), mlp(H, c.mlp_ratio, c.dropout), nn.Dropout(c.dropout)
 
     def forward(self, y, mem_kv, mem_mask, cache: dict | None = None):
