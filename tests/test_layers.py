@@ -98,7 +98,9 @@ def test_no_package_import_inside_a_function(name):
 @pytest.mark.parametrize("name", sorted(modules()))
 def test_imports_only_earlier_layers(name):
     rank = {m: i for i, m in enumerate(LAYERS)}
-    later = sorted(t for t in top_imports(modules()[name]) if t in rank and rank[t] >= rank[name])
+    tree = modules()[name]
+    imported = top_imports(tree) | {m for _, m in function_imports(tree)}
+    later = sorted(t for t in imported if t in rank and rank[t] >= rank[name])
     assert not later, f"{name}.py imports {later}, which come at or after it in LAYERS"
 
 
@@ -118,3 +120,22 @@ def test_import_graph_is_acyclic():
 
     for m in sorted(graph):
         visit(m, [])
+
+
+def test_one_module_defines_each_public_name():
+    "A public name means one thing: defined (def, class or assignment) at the top of one module only."
+    where = {}
+    for m, tree in modules().items():
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names = [node.name]
+            elif isinstance(node, ast.Assign):
+                names = [e.id for t in node.targets for e in (t.elts if isinstance(t, ast.Tuple) else [t])
+                         if isinstance(e, ast.Name)]
+            else:
+                names = []
+            for n in names:
+                if not n.startswith("_"):
+                    where.setdefault(n, set()).add(m)
+    twice = {n: sorted(ms) for n, ms in where.items() if len(ms) > 1}
+    assert not twice, f"defined in several modules (rename one, or import it from the other): {twice}"
