@@ -11,7 +11,7 @@ import jiwer
 import numpy as np
 import torch
 
-from .evaluate import EvalError, normalise, score, transcribe_batches, unwrap
+from .evaluate import EvalError, normalise, score, transcribe_batches, elf_and_projector
 
 # %% auto #0
 __all__ = ['OPS', 'align_words', 'error_summary', 'word_latents', 'WordSpace', 'auc_less', 'confusion_analysis', 'align_tokens',
@@ -199,7 +199,7 @@ def top2_margin(logits: torch.Tensor) -> torch.Tensor:
 # %% ../nbs/12_error_analysis.ipynb #bcd75acb
 def special_ids(vocab) -> set[int]:
     """Ids of special tokens (and EOS) in the decode head's vocabulary: a `TextEncoder`'s, or a run's
-    (`pipeline.CorpusVocab`)."""
+    (`latents.CorpusVocab`)."""
     inner = getattr(vocab, "text_encoder", vocab)
     special = set(inner.tokenizer.all_special_ids)
     if hasattr(vocab, "tokens"):
@@ -207,10 +207,10 @@ def special_ids(vocab) -> set[int]:
     return special | {vocab.eos_id}
 
 @torch.no_grad()
-def token_margins(elf, kept: list[dict], text_encoder, sc_cfg_scale: float = 1.0) -> dict:
+def token_margins(elf, kept: list[dict], vocab, sc_cfg_scale: float = 1.0) -> dict:
     """Decoder margin and right/wrong label of every hypothesis token; logit rank of the reference token for
     substitutions."""
-    special = special_ids(text_encoder)
+    special = special_ids(vocab)
     margins, status, ref_rank, agree = [], [], [], []
     for k in kept:
         logits = k.get("logits")
@@ -221,9 +221,9 @@ def token_margins(elf, kept: list[dict], text_encoder, sc_cfg_scale: float = 1.0
         m = top2_margin(logits)                                                             # (B, L)
         for b in range(ids.shape[0]):
             row = ids[b].tolist()
-            stop = row.index(text_encoder.eos_id) if text_encoder.eos_id in row else len(row)
+            stop = row.index(vocab.eos_id) if vocab.eos_id in row else len(row)
             pos = [j for j in range(stop) if row[j] not in special]
-            ref = [r for r in _before_eos(k["ref_ids"][b].tolist(), text_encoder.eos_id) if r not in special]
+            ref = [r for r in _before_eos(k["ref_ids"][b].tolist(), vocab.eos_id) if r not in special]
             for (st, r), j in zip(align_tokens([row[j] for j in pos], ref), pos):
                 margins.append(m[b, j].item())
                 status.append(st)
@@ -265,13 +265,13 @@ def margin_summary(tm: dict) -> dict:
     )
 
 # %% ../nbs/12_error_analysis.ipynb #3ff52467
-def error_analysis(model, batches, sample_cfg, text_encoder, n_random: int = 20, seed: int = 0) -> dict:
+def error_analysis(model, batches, sample_cfg, vocab, n_random: int = 20, seed: int = 0) -> dict:
     """Decode once, then: scores, error counts, latent distances/ranks of substitutions vs random pairs,
     decoder margins."""
-    run = transcribe_batches(model, batches, sample_cfg, text_encoder, keep=True)
+    run = transcribe_batches(model, batches, sample_cfg, vocab, keep=True)
     ops = align_words(run["hyps"], run["refs"])
-    space = WordSpace.from_texts(text_encoder, run["refs"] + run["hyps"])
-    tm = token_margins(unwrap(model)[0], run["kept"], text_encoder, sample_cfg.sc_cfg_scale)
+    space = WordSpace.from_texts(vocab, run["refs"] + run["hyps"])
+    tm = token_margins(elf_and_projector(model)[0], run["kept"], vocab, sample_cfg.sc_cfg_scale)
     return dict(
         scores=score(run["hyps"], run["refs"]),
         errors=error_summary(ops),

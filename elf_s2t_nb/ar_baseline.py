@@ -14,14 +14,23 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .core import Config, ConfigError, CheckpointError, atomic_torch_save, get_device
-from .core import seed_everything
+from .core import atomic_torch_save, CheckpointError, Config, ConfigError, get_device, load_config
+from .core import seed_everything, sync_device
+from .data import length_batcher
+from .evaluate import EvalError, save_jsonl, score, utterance_records
+from .latents import FullVocab, load_vocab, make_vocab, TextEncoder
+from .model import build_model
+from .pipeline import speech_split
 from .projector import stack_frames
+from .sampling import cut_at_eos
+from .run_state import BatchStream, CKPT_NAME, load_checkpoint
+from .train import DivergedError, read_metrics, to_device
+from .whisper_encoder import WhisperEncoder
 
 # %% auto #0
-__all__ = ['AR_CKPT', 'ARConfig', 'Attention', 'mlp', 'EncoderBlock', 'DecoderBlock', 'ARDecoder', 'target_mask',
-           'count_trainable', 'elf_param_count', 'ar_config_for', 'ar_param_count', 'greedy', 'cut_at_eos',
-           'transcribe_ar', 'ar_lr', 'train_ar', 'ARRun', 'load_ar', 'run_seconds', 'ar_for_run', 'evaluate_ar']
+__all__ = ['AR_CKPT', 'ARConfig', 'CachedAttention', 'mlp', 'EncoderBlock', 'DecoderBlock', 'ARDecoder', 'target_mask',
+           'count_trainable', 'elf_param_count', 'ar_config_for', 'ar_param_count', 'greedy', 'transcribe_ar', 'ar_lr',
+           'train_ar', 'ARRun', 'load_ar', 'run_seconds', 'ar_for_run', 'evaluate_ar']
 
 # %% ../nbs/10c_ar_baseline.ipynb #10a2d873
 @dataclass
@@ -44,7 +53,7 @@ class ARConfig:
     def bos_id(self) -> int: return self.vocab_size
 
 # %% ../nbs/10c_ar_baseline.ipynb #4c903edb
-class Attention(nn.Module):
+class CachedAttention(nn.Module):
     "Multi-head attention; keys/values of `x` itself, or given ones (a cache, or the audio memory)."
     def __init__(self, H: int, heads: int, dropout: float = 0.0):
         super().__init__()
@@ -81,7 +90,7 @@ class EncoderBlock(nn.Module):
     "Pre-LN bidirectional self-attention over the audio slots, then an MLP."
     def __init__(self, c: ARConfig):
         super().__init__()
-        self.ln1, self.attn = nn.LayerNorm(c.hidden), Attention(c.hidden, c.heads, c.dropout)
+        self.ln1, self.attn = nn.LayerNorm(c.hidden), CachedAttention(c.hidden, c.heads, c.dropout)
         self.ln2, self.mlp = nn.LayerNorm(c.hidden), mlp(c.hidden, c.mlp_ratio, c.dropout)
         self.drop = nn.Dropout(c.dropout)
     def forward(self, x, mask):                                            # (B, A, H), (B, 1, 1, A)
@@ -93,8 +102,8 @@ class DecoderBlock(nn.Module):
     def __init__(self, c: ARConfig):
         super().__init__()
         H = c.hidden
-        self.ln1, self.self_attn = nn.LayerNorm(H), Attention(H, c.heads, c.dropout)
-        self.ln2, self.cross = nn.LayerNorm(H), Attention(H, c.heads, c.dropout)
+        self.ln1, self.self_attn = nn.LayerNorm(H), CachedAttention(H, c.heads, c.dropout)
+        self.ln2, self.cross = nn.LayerNorm(H), CachedAttention(H, c.heads, c.dropout)
         self.ln3, self.mlp, self.drop = nn.LayerNorm(H), mlp(H, c.mlp_ratio, c.dropout), nn.Dropout(c.dropout)
 
     def forward(self, y, mem_kv, mem_mask, cache: dict | None = None):
@@ -185,8 +194,7 @@ def count_trainable(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 def elf_param_count(cfg: Config, vocab_size: int, d_whisper: int, text_dim: int | None = None) -> int:
-    "Trainable parameters of the ELF-S2T model `pipeline.build_model` makes for `cfg` (projector included)."
-    from elf_s2t_nb.pipeline import build_model
+    "Trainable parameters of the ELF-S2T model `model.build_model` makes for `cfg` (projector included)."
     with torch.device("meta"):
         model = build_model(cfg, text_dim or cfg.model.text_encoder_dim, vocab_size, d_whisper)
     return count_trainable(model)
@@ -254,33 +262,23 @@ def greedy(model: ARDecoder, batch: dict, max_len: int | None = None, cache: boo
         inp = torch.cat([inp, nxt[:, None]], 1)
     return (out, torch.stack(steps, 1)) if scores else out
 
-def cut_at_eos(ids: torch.Tensor, eos_id: int) -> list[list[int]]:
-    "Rows of ids up to (not including) their first EOS."
-    rows = ids.tolist()
-    return [r[:r.index(eos_id)] if eos_id in r else r for r in rows]
-
-def _sync(dev: torch.device):
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-
 @torch.no_grad()
 def transcribe_ar(model: ARDecoder, batches, vocab, max_len: int | None = None) -> dict:
     "Greedy-decode every batch; texts, ids and timing in the layout of `evaluate.transcribe_batches`."
     dev = next(model.parameters()).device
     out = dict(hyps=[], refs=[], uids=[], ids=[], kept=[], seconds=0.0)
     for batch in batches:
-        _sync(dev)
+        sync_device(dev)
         t0 = time.perf_counter()
         ids = cut_at_eos(greedy(model, batch, max_len), model.cfg.eos_id)
         hyps = vocab.decode(ids)
-        _sync(dev)
+        sync_device(dev)
         out["seconds"] += time.perf_counter() - t0
         out["hyps"] += hyps
         out["ids"] += ids
         out["refs"] += list(batch["text"])
         out["uids"] += list(batch.get("uid", range(len(out["uids"]), len(out["refs"]))))
     if not out["refs"]:
-        from elf_s2t_nb.evaluate import EvalError
         raise EvalError("no batches to decode: the evaluation set is empty")
     out["n_utts"] = len(out["refs"])
     out["utts_per_s"] = out["n_utts"] / max(out["seconds"], 1e-9)
@@ -311,9 +309,6 @@ def train_ar(cfg: Config, run_dir, train_ds, vocab, seconds: float | None = None
              device: str = "cpu", eval_fn=None, eval_every: int = 0) -> list[dict]:
     "Train the AR baseline on `train_ds` for `steps` or `seconds`, whichever ends first, into `run_dir`."
     from tqdm.auto import tqdm
-    from elf_s2t_nb.data import length_batcher
-    from elf_s2t_nb.run_state import BatchStream
-    from elf_s2t_nb.train import DivergedError, to_device
     if seconds is None and steps is None:
         steps = cfg.train.steps
     if (seconds is not None and seconds <= 0) or (steps is not None and steps <= 0):
@@ -384,8 +379,6 @@ class ARRun:
 
 def load_ar(run_dir, device: str = "cpu", text_encoder=None) -> ARRun:
     "Load `run_dir/ar_checkpoint.pt` (an AR baseline folder, or an ELF-S2T run folder holding one in `ar/`)."
-    from elf_s2t_nb.latents import TextEncoder
-    from elf_s2t_nb.pipeline import make_vocab, FullVocab
     run_dir = Path(run_dir)
     if not (run_dir / AR_CKPT).is_file() and (run_dir / "ar" / AR_CKPT).is_file():
         run_dir = run_dir / "ar"
@@ -409,8 +402,6 @@ def load_ar(run_dir, device: str = "cpu", text_encoder=None) -> ARRun:
 # %% ../nbs/10c_ar_baseline.ipynb #8b4d0881
 def _speech_run(speech_run_dir) -> tuple[Path, Config, dict]:
     "An ELF-S2T speech run folder: (path, config, checkpoint); a text run or a broken folder: one line."
-    from elf_s2t_nb.core import load_config
-    from elf_s2t_nb.run_state import CKPT_NAME, load_checkpoint
     d = Path(speech_run_dir)
     if not (d / "config.json").is_file():
         raise CheckpointError(f"{d} is not a run folder (no config.json)")
@@ -424,7 +415,6 @@ def run_seconds(ck: dict, run_dir: Path) -> float:
     "Training seconds an ELF-S2T run recorded: the checkpoint's `elapsed`, else metrics.jsonl's last."
     secs = float(ck.get("elapsed") or 0.0)
     if not secs and (run_dir / "metrics.jsonl").is_file():
-        from elf_s2t_nb.train import read_metrics
         rows = [r for r in read_metrics(run_dir) if "stats" in r and "elapsed" in r["stats"]]
         secs = float(rows[-1]["stats"]["elapsed"]) if rows else 0.0
     if not secs:
@@ -435,9 +425,6 @@ def run_seconds(ck: dict, run_dir: Path) -> float:
 def ar_for_run(speech_run_dir, seconds: float | None = None, progress: bool = True, steps: int | None = None,
                device: str = "cpu", **kw) -> dict:
     "Train the AR baseline of an ELF-S2T speech run (its config, vocabulary, split, seconds) into `run/ar`."
-    from elf_s2t_nb.latents import TextEncoder
-    from elf_s2t_nb.pipeline import load_vocab, speech_split
-    from elf_s2t_nb.whisper_encoder import WhisperEncoder
     d, cfg, ck = _speech_run(speech_run_dir)
     budget = float(seconds) if seconds is not None else run_seconds(ck, d)
     te = TextEncoder.from_config(cfg.latent, device="cpu")
@@ -457,9 +444,6 @@ def ar_for_run(speech_run_dir, seconds: float | None = None, progress: bool = Tr
 def evaluate_ar(speech_run_dir, split: str = "test", limit: int = 0, batch_size: int = 32,
                 device: str = "cpu", progress: bool = False) -> dict:
     "`evaluate.score` and utterances/s of the run's AR baseline on a split; per-utterance results saved."
-    from elf_s2t_nb.evaluate import score, save_jsonl, utterance_records
-    from elf_s2t_nb.pipeline import speech_split
-    from elf_s2t_nb.whisper_encoder import WhisperEncoder
     ar = load_ar(Path(speech_run_dir), device)
     whisper = WhisperEncoder(ar.cfg.whisper.name, ar.cfg.whisper.true_length, ar.cfg.whisper.device)
     ds = speech_split(ar.cfg, split, whisper, ar.text_encoder, ar.vocab, progress)

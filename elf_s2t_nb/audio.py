@@ -23,9 +23,9 @@ from .core import UserError, atomic_write_bytes
 # %% auto #0
 __all__ = ['SAMPLE_RATE', 'HOP_LENGTH', 'MEL_FPS', 'MIN_SECONDS', 'WINDOW_SECONDS', 'WINDOW_SAMPLES', 'MIN_RATE', 'MAX_RATE',
            'MAX_CHANNELS', 'AUDIO_OUTPUT_SYNCHRONOUS', 'POS_CHARACTER', 'espeakCHARS_UTF8', 'EE_OK', 'espeakRATE',
-           'espeakPITCH', 'AudioError', 'AudioFileNotFoundError', 'TTSError', 'load_audio', 'write_audio',
-           'split_windows', 'log_mel', 'plot_waveform', 'plot_log_mel', 'list_variants', 'list_voices', 'synthesize',
-           'same_speech']
+           'espeakPITCH', 'VOICES', 'TRAIN_VARIANTS', 'TEST_VARIANTS', 'PITCHES', 'AudioError',
+           'AudioFileNotFoundError', 'TTSError', 'load_audio', 'write_audio', 'split_windows', 'log_mel',
+           'plot_waveform', 'plot_log_mel', 'list_variants', 'list_voices', 'synthesize', 'same_speech']
 
 # %% ../nbs/01_audio.ipynb #b7172bbc
 SAMPLE_RATE = 16_000                      # Hz, Whisper's rate: every clip is resampled to it
@@ -383,3 +383,9 @@ def same_speech(a: np.ndarray, b: np.ndarray, min_corr: float = 0.99) -> bool:
     if np.array_equal(a, b):
         return True
     return bool(np.corrcoef(a, b)[0, 1] >= min_corr)
+
+# %% ../nbs/01_audio.ipynb #aud10002
+VOICES = {"en": "en-us", "de": "de", "fr": "fr"}         # espeak-ng voice per language of the speech
+TRAIN_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "f1", "f2", "f4", "f5")
+TEST_VARIANTS = ("m7", "f3")                               # never heard in training
+PITCHES = (35, 65)                                         # inclusive range, drawn per utterance

@@ -6,7 +6,6 @@
 from __future__ import annotations
 import json
 import platform
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -14,9 +13,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .core import SampleConfig, atomic_write_text, get_preset, seed_everything
-from .evaluate import EvalError, score, transcribe_batches, whisper_greedy, _sync
-from .tiny import clip_batches
+from .core import atomic_write_text, get_preset, SampleConfig, seed_everything, time_calls
+from .evaluate import EvalError, score, transcribe_batches, whisper_greedy
+from .latents import TextEncoder
+from .model import build_model
+from .pipeline import load_run, train_texts
+from .tiny import clip_batches, demo_clips
+from .train import make_optimizer, model_loss, train_step
+from .whisper_encoder import FeatureCache, frame_cosine, WhisperEncoder
 
 # %% auto #0
 __all__ = ['timed', 'as_clips', 'bench_features', 'bench_decoding', 'bench_threads', 'bench_whisper', 'train_vocab_size',
@@ -28,16 +32,8 @@ def timed(
 ) -> tuple[float, object]:
     """Best wall time of `fn()` in seconds over `repeat` runs after `warmup` runs (device synchronised), and
     its last result."""
-    device, best, out = torch.device(device), float("inf"), None
-    for _ in range(warmup):
-        out = fn()
-    for _ in range(max(repeat, 1)):
-        _sync(device)
-        t0 = time.perf_counter()
-        out = fn()
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+    times, out = time_calls(fn, repeat, warmup, device)
+    return min(times), out
 
 # %% ../nbs/11a_bench.ipynb #120d3b86
 def as_clips(clips) -> list[dict]:
@@ -58,7 +54,6 @@ def bench_features(clips: list[dict], encoder_name: str = "tiny.en", device: str
                    cache_root: str | Path | None = None) -> dict:
     """Seconds to encode the clips: true length, 30 s window, and read back from the feature cache; with their
     ratios."""
-    from elf_s2t_nb.whisper_encoder import FeatureCache, WhisperEncoder, frame_cosine
     audios = [c["audio"] for c in clips]
     enc = {m: WhisperEncoder(encoder_name, true_length=m == "true", device=device) for m in ("true", "full")}
     t_true, (f_true, n_true) = timed(lambda: enc["true"].encode(audios), repeat, device=enc["true"].device)
@@ -74,15 +69,15 @@ def bench_features(clips: list[dict], encoder_name: str = "tiny.en", device: str
                 true_over_cached=t_true / max(t_cache, 1e-9), cosine_true_vs_full=float(cos))
 
 # %% ../nbs/11a_bench.ipynb #8df54096
-def bench_decoding(model, batches: list[dict], text_encoder, steps=(4, 8, 16, 32), cfg_scales=(1.0, 2.0),
+def bench_decoding(model, batches: list[dict], vocab, steps=(4, 8, 16, 32), cfg_scales=(1.0, 2.0),
                    base: SampleConfig | None = None) -> list[dict]:
     "ELF-S2T throughput (utterances/s, from cached features) and WER for each number of steps and CFG scale."
     base, rows = base or SampleConfig(), []
     # warm-up
-    transcribe_batches(model, batches, replace(base, steps=min(steps)), text_encoder, max_batches=1)
+    transcribe_batches(model, batches, replace(base, steps=min(steps)), vocab, max_batches=1)
     for w in cfg_scales:
         for s in steps:
-            r = transcribe_batches(model, batches, replace(base, steps=s, cfg_scale=w), text_encoder)
+            r = transcribe_batches(model, batches, replace(base, steps=s, cfg_scale=w), vocab)
             sc = score(r["hyps"], r["refs"])
             rows.append(
                 dict(
@@ -98,15 +93,15 @@ def bench_decoding(model, batches: list[dict], text_encoder, steps=(4, 8, 16, 32
     return rows
 
 def bench_threads(
-    model, batches: list[dict], text_encoder, base: SampleConfig | None = None, threads=(1, 2)
+    model, batches: list[dict], vocab, base: SampleConfig | None = None, threads=(1, 2)
 ) -> list[dict]:
     "ELF-S2T decoding throughput for each CPU thread count (torch's setting restored afterwards)."
     n0, rows, base = torch.get_num_threads(), [], base or SampleConfig()
     try:
         for n in threads:
             torch.set_num_threads(n)
-            transcribe_batches(model, batches, base, text_encoder, max_batches=1)                 # warm-up
-            r = transcribe_batches(model, batches, base, text_encoder)
+            transcribe_batches(model, batches, base, vocab, max_batches=1)                 # warm-up
+            r = transcribe_batches(model, batches, base, vocab)
             rows.append(dict(threads=n, seconds=r["seconds"], utts_per_s=r["utts_per_s"]))
     finally:
         torch.set_num_threads(n0)
@@ -131,8 +126,6 @@ def train_vocab_size(cfg) -> int:
     training tokens + EOS, UNK."""
     if cfg.latent.vocab != "corpus":
         return cfg.model.vocab_size
-    from elf_s2t_nb.latents import TextEncoder
-    from elf_s2t_nb.pipeline import train_texts
     tok = TextEncoder(cfg.latent.encoder, cfg.latent.max_len, latent_std=1.0).tokenizer
     return len({i for t in train_texts(cfg) for i in tok(t, add_special_tokens=False)["input_ids"]}) + 2
 
@@ -145,8 +138,6 @@ def bench_train_steps(
 ) -> list[dict]:
     """Seconds per training step of each preset on a random batch of its shapes (best of `repeat`, after a
     warm-up)."""
-    from elf_s2t_nb.pipeline import build_model
-    from elf_s2t_nb.train import make_optimizer, model_loss, train_step
     rows, dev = [], torch.device(device)
     for p in presets:
         cfg = get_preset(p) if isinstance(p, str) else p
@@ -185,17 +176,13 @@ def machine_info() -> dict:
     )
 
 # %% ../nbs/11a_bench.ipynb #ed07b3a3
-def run_bench(run_or_model, clips, out_dir: str | Path, quick: bool = False, cfg=None, text_encoder=None,
+def run_bench(run_or_model, clips, out_dir: str | Path, quick: bool = False, cfg=None, vocab=None,
               device: str = "cpu", train_presets=None, steps=None) -> dict:
     """Features, decoding (ELF-S2T vs Whisper's greedy decoder) and training-step benchmarks side by side;
     JSON + markdown."""
-    from elf_s2t_nb.latents import TextEncoder
-    from elf_s2t_nb.tiny import demo_clips
-    from elf_s2t_nb.whisper_encoder import FeatureCache, WhisperEncoder
     if isinstance(run_or_model, (str, Path)):
-        from elf_s2t_nb.pipeline import load_run
         r = load_run(run_or_model, device)
-        run_or_model, cfg, text_encoder = r.model, r.cfg, text_encoder or r.vocab
+        run_or_model, cfg, vocab = r.model, r.cfg, vocab or r.vocab
     model = run_or_model
     if cfg is None:
         raise EvalError("run_bench needs the model's config: pass cfg= with a model, or a run folder")
@@ -203,23 +190,23 @@ def run_bench(run_or_model, clips, out_dir: str | Path, quick: bool = False, cfg
         clips = demo_clips(16, cfg.data.task, variants=("m7",), split="test")   # unseen sentences, test voice
     clips = as_clips(clips)[:4 if quick else None]
     language, task = cfg.data.src_lang, "transcribe" if cfg.data.task == "asr" else "translate"
-    # or the run's vocabulary
-    text_encoder = text_encoder or TextEncoder.from_config(cfg.latent, [c["text"] for c in clips])
+    # the run's vocabulary, or the whole tokenizer of a text encoder
+    vocab = vocab or TextEncoder.from_config(cfg.latent, [c["text"] for c in clips])
     res = dict(machine=machine_info(), config=cfg.name, n_clips=len(clips), quick=quick)
     res["features"] = bench_features(clips, cfg.whisper.name, device, repeat=1 if quick else 3)
     enc = WhisperEncoder(cfg.whisper.name, true_length=cfg.whisper.true_length, device=device)
-    # a pipeline vocabulary
-    vocab = text_encoder if hasattr(text_encoder, "to_compact") else None
+    # a compact vocabulary (latents.CorpusVocab) maps the ids of the batches
+    compact = vocab if hasattr(vocab, "to_compact") else None
     batches = clip_batches(
         clips,
         FeatureCache(enc).get([c["audio"] for c in clips]),
-        getattr(text_encoder, "text_encoder", text_encoder),
+        getattr(vocab, "text_encoder", vocab),
         cfg.data.batch_size,
-        vocab,
+        compact,
     )
-    res["threads"] = bench_threads(model, batches, text_encoder, replace(cfg.sample, steps=8))
+    res["threads"] = bench_threads(model, batches, vocab, replace(cfg.sample, steps=8))
     res["decoding"] = bench_decoding(
-        model, batches, text_encoder, steps or ((4, 8) if quick else (4, 8, 16, 32)), base=cfg.sample
+        model, batches, vocab, steps or ((4, 8) if quick else (4, 8, 16, 32)), base=cfg.sample
     )
     try:
         res["whisper"] = bench_whisper(enc.model, clips, language, task)

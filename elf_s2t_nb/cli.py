@@ -7,12 +7,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
+import torch
+
+from .bench import bench_markdown, run_bench
 from .core import Config, UserError, ConfigError, get_preset, load_config, override, PRESETS
+from .core import atomic_write_text, cache_dir
+from .data import audio_path, plan_split
+from .demo import SIZES, run_demo, stage_configs
+from .gpubench import gpu_bench, gpu_bench_markdown
+from .models import TASKS, format_card, load_shipped, shipped_for, shipped_models, shipped_root
+from .pipeline import eval_run, load_run, prepare_text, resume_config, speech_split, train_run
+from .pipeline import transcribe_files
+from .tiny import DEMO_STEPS, TEST_STEPS, tiny_demo
+from .whisper_encoder import WhisperEncoder
 
 # %% auto #0
-__all__ = ['TASKS', 'SIZES', 'COMMANDS', 'cmd_config', 'cmd_demo', 'cmd_train', 'cmd_eval', 'cmd_transcribe', 'cmd_models',
-           'cmd_data', 'cmd_bench', 'make_parser', 'main']
+__all__ = ['COMMANDS', 'cmd_config', 'cmd_demo', 'cmd_train', 'cmd_eval', 'cmd_transcribe', 'cmd_models', 'cmd_data', 'cmd_bench',
+           'data_command', 'bench_command', 'make_parser', 'main']
 
 # %% ../nbs/14_cli.ipynb #ac504fdf
 def _config_from_args(a) -> "Config":
@@ -37,12 +50,9 @@ def cmd_config(a) -> int:
     print(json.dumps(d, indent=2) if a.format == "json" else yaml.safe_dump(d, sort_keys=False), end="")
     return 0
 
-TASKS = ("asr", "s2tt")
-
 def cmd_demo(a) -> int:
     """The main job: corpus, features, text pretraining, speech fine-tuning (ASR and S2TT), evaluation, error
     analysis."""
-    from elf_s2t_nb.demo import run_demo
     tasks = [t.strip() for t in a.tasks.split(",") if t.strip()]
     bad = [t for t in tasks if t not in TASKS]
     if bad or not tasks:
@@ -57,7 +67,6 @@ def cmd_demo(a) -> int:
 
 def cmd_train(a) -> int:
     "Train one stage from a preset or config file, or resume a run with its own config (and `--set` on top)."
-    from elf_s2t_nb.pipeline import resume_config, train_run
     if a.resume and (a.preset or a.config):
         raise ConfigError("--resume continues a run with its own config.json; give only --set overrides "
                           "(e.g. --set train.steps=2000)")
@@ -68,7 +77,6 @@ def cmd_train(a) -> int:
 # %% ../nbs/14_cli.ipynb #8477b517
 def cmd_eval(a) -> int:
     "Evaluate a trained run on a split of its corpus (WER, BLEU), optionally overriding sampling settings."
-    from elf_s2t_nb.pipeline import eval_run
     sets = list(a.set or [])
     if a.cfg_scale is not None:
         sets.append(f"sample.cfg_scale={a.cfg_scale}")
@@ -80,13 +88,11 @@ def cmd_eval(a) -> int:
 def cmd_transcribe(a) -> int:
     """Transcribe (ASR) or translate (S2TT) audio files with a trained run, or else with a model shipped in
     the package."""
-    from elf_s2t_nb.pipeline import load_run, transcribe_files
     if a.run and a.model:
         raise ConfigError("give either --run (a run folder) or --model (a shipped model), not both")
     if a.run:
         run = load_run(a.run, task=a.task)
     else:
-        from elf_s2t_nb.models import load_shipped, shipped_for
         run = load_shipped(a.model or shipped_for(a.task or "asr")["name"], task=a.task)
     for f, text in zip(a.files, transcribe_files(run, a.files, cfg_scale=a.cfg_scale, steps=a.steps)):
         print(f"{f}\t{text}")
@@ -94,7 +100,6 @@ def cmd_transcribe(a) -> int:
 
 def cmd_models(a) -> int:
     "List the models shipped in the package (or in $ELF_S2T_SHIPPED): name, task, measured scores, size."
-    from elf_s2t_nb.models import format_card, shipped_models, shipped_root
     cards = shipped_models()
     if not cards:
         print(
@@ -108,21 +113,60 @@ def cmd_models(a) -> int:
 def cmd_data(a) -> int:
     """Build the offline speech corpus of a task (or, with --info, only count what it holds and what is
     spoken)."""
-    from elf_s2t_nb.pipeline import data_command
     _print_json(data_command(task=a.task, size=a.size, info=a.info, overrides=a.set or []))
     return 0
 
 def cmd_bench(a) -> int:
     """Side-by-side speed (and WER) table: caches, true length vs full window, ELF-S2T vs Whisper's decoder,
     training step."""
-    from elf_s2t_nb.pipeline import bench_command
     print(bench_command(run=a.run, out=a.out, gpu=a.gpu, quick=a.quick, task=a.task))
     return 0
 
-# %% ../nbs/14_cli.ipynb #ac58e834
-# the sizes of `demo.SIZES`, named here so that --help needs no torch
-SIZES = ("tiny", "demo", "standard", "big")
+# %% ../nbs/14_cli.ipynb #a2335d0a
+def data_command(
+    task: str = "asr", size: str = "demo", info: bool = False, overrides=(), progress: bool = True
+) -> dict:
+    """Build the synthetic corpus of a task at a size (counts and hours per split); `info`: only plan and
+    count."""
+    cfg = stage_configs(override(get_preset("cpu-tiny"), list(overrides)), size, task)
+    out = {"task": task, "speech": cfg.data.src_lang, "whisper": cfg.whisper.name}
+    if info:
+        for split in ("train", "dev", "test"):
+            specs = plan_split(cfg.data, split, cfg.train.seed)
+            spoken = sum(audio_path(cache_dir("corpus", "synth"), s).is_file() for s in specs)
+            out[split] = {"utterances": len(specs), "spoken": spoken}
+        return out
+    te, vocab, _ = prepare_text(cfg, limit=SIZES[size]["limit"])
+    whisper = WhisperEncoder(cfg.whisper.name, cfg.whisper.true_length, cfg.whisper.device)
+    for split in ("train", "dev", "test"):
+        ds = speech_split(cfg, split, whisper, te, vocab, progress)
+        out[split] = {"utterances": len(ds), "hours": round(sum(ds.seconds) / 3600, 4)}
+    return out
 
+def bench_command(run=None, out="bench", gpu: bool = False, quick: bool = False, task: str | None = None,
+                  progress: bool = True) -> str:
+    """The side-by-side benchmark of `run`, or of a small model trained on the spot: markdown (JSON beside it
+    in `out`)."""
+    if gpu:
+        res = gpu_bench("full" if torch.cuda.is_available() and not quick else "tiny")
+        md = gpu_bench_markdown(res)
+        atomic_write_text(Path(out) / "gpu_bench.json", json.dumps(res, indent=2, default=str))
+        atomic_write_text(Path(out) / "gpu_bench.md", md)
+        return md
+    if run is None:
+        steps = TEST_STEPS if quick else DEMO_STEPS
+        print(f"no --run given: a small model ({steps} steps on 16 spoken verses, cached once trained); "
+              "pass --run RUN to measure a run of yours")
+        d = tiny_demo("asr", steps=steps, progress=progress)
+        model, cfg, vocab = d["model"], d["cfg"], d["vocab"]
+    else:
+        r = load_run(run, task=task)
+        if r.whisper is None:
+            raise ConfigError(f"{r.dir} is a text-only run: benchmark a speech run (asr or s2tt)")
+        model, cfg, vocab = r.model, r.cfg, r.vocab
+    return bench_markdown(run_bench(model, None, out, quick=quick, cfg=cfg, vocab=vocab))
+
+# %% ../nbs/14_cli.ipynb #ac58e834
 def _common(p, cfg_opts: bool = True):
     if cfg_opts:
         p.add_argument("--preset", help=f"a named preset: {', '.join(PRESETS)} (default cpu-tiny)")
@@ -152,7 +196,7 @@ def make_parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--size",
         default="demo",
-        choices=SIZES,
+        choices=list(SIZES),
         help="tiny: a smoke test; demo: the spoken-command corpus (default); "
         "standard, big: the open-domain verse track",
     )
@@ -207,7 +251,7 @@ def make_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("data", help="build or inspect the offline speech corpus")
     _common(s, cfg_opts=False)
     s.add_argument("--task", default="asr", choices=TASKS, help="asr: English speech; s2tt: German speech")
-    s.add_argument("--size", default="demo", choices=SIZES, help="the demo size whose corpus to build")
+    s.add_argument("--size", default="demo", choices=list(SIZES), help="the demo size whose corpus to build")
     s.add_argument("--info", action="store_true",
                    help="only count each split's utterances and how many are already spoken; build nothing")
     b = sub.add_parser("bench", help="side-by-side benchmark (markdown + JSON)")

@@ -10,15 +10,15 @@ from collections import Counter
 from functools import lru_cache
 import numpy as np
 import torch
+from .audio import PITCHES, TEST_VARIANTS, TRAIN_VARIANTS, VOICES
 from .core import ConfigError, UserError
 
 # %% auto #0
 __all__ = ['EN_ONES', 'EN_TENS', 'DE_ONES', 'DE_TENS', 'FR_ONES', 'FR_TENS', 'DAYS', 'MONTHS', 'WHEN', 'PARTS', 'ROOMS', 'NAMES',
-           'TASKS', 'ITEMS', 'UNITS', 'PLACES', 'GENRES', 'COMMANDS', 'LISTS', 'DIRS', 'DOMAINS', 'CORPUS_SEED',
-           'N_SENTENCES', 'MIN_WORDS', 'MAX_WORDS', 'MAX_CHARS', 'LANGS', 'VOICES', 'TRAIN_VARIANTS', 'TEST_VARIANTS',
-           'RATES', 'PITCHES', 'CONFUSABLE', 'GrammarError', 'en_number', 'de_number', 'fr_number', 'en_ordinal',
-           'de_ordinal', 'fr_ordinal', 'clock_time', 'duration', 'check_disjoint', 'command_sentences',
-           'plan_command_utterances', 'command_vocabulary', 'command_stats']
+           'CHORES', 'ITEMS', 'UNITS', 'PLACES', 'GENRES', 'VOICE_COMMANDS', 'LISTS', 'DIRS', 'DOMAINS', 'CORPUS_SEED',
+           'N_SENTENCES', 'MIN_WORDS', 'MAX_WORDS', 'MAX_CHARS', 'LANGS', 'COMMAND_RATES', 'CONFUSABLE', 'GrammarError',
+           'en_number', 'de_number', 'fr_number', 'en_ordinal', 'de_ordinal', 'fr_ordinal', 'clock_time', 'duration',
+           'check_disjoint', 'command_sentences', 'plan_command_utterances', 'command_vocabulary', 'command_stats']
 
 # %% ../nbs/04a_command_corpus.ipynb #ce37b10e
 EN_ONES = (
@@ -202,7 +202,7 @@ NAMES = (
     "anna peter maria thomas lisa michael julia david sarah paul laura martin sophie daniel emma lukas nina "
     "jonas clara felix"
 ).split()
-TASKS = [
+CHORES = [
     ("turn off the oven", "den Ofen auszuschalten", "d'éteindre le four"),
     ("call mom", "Mama anzurufen", "d'appeler maman"),
     ("take my medicine", "meine Medizin zu nehmen", "de prendre mon médicament"),
@@ -320,7 +320,7 @@ GENRES = [
     ("my playlist", "meine Playlist", "ma playlist"),
     ("the radio", "das Radio", "la radio"),
 ]
-COMMANDS = [
+VOICE_COMMANDS = [
     ("what time is it", "wie spät ist es", "quelle heure est-il"),
     ("stop the timer", "stopp den Timer", "arrête le minuteur"),
     ("cancel all alarms", "lösche alle Wecker", "annule toutes les alarmes"),
@@ -404,7 +404,7 @@ def _timer(r) -> tuple[str, str, str]:
         if unit == "hour"
         else r.randint(1, 90) if unit == "minute" else r.randrange(5, 60, 5)
     )
-    d, task = duration(n, unit, "dat" if form == 1 else "acc"), r.choice(TASKS)
+    d, task = duration(n, unit, "dat" if form == 1 else "acc"), r.choice(CHORES)
     if form == 0:
         return f"set a timer for {d[0]}", f"stelle einen Timer auf {d[1]}", f"mets un minuteur de {d[2]}"
     if form == 1:
@@ -707,7 +707,7 @@ def _percent(r) -> tuple[str, str, str]:
 def _command(r) -> tuple[str, str, str]:
     form, room, on = r.randrange(5), r.choice(ROOMS), r.random() < 0.5
     if form == 0:
-        return r.choice(COMMANDS)
+        return r.choice(VOICE_COMMANDS)
     if form == 1 and on:
         return (
             f"turn on the lights in the {room[0]}",
@@ -818,11 +818,8 @@ def command_sentences(split: str = "train", seed: int = CORPUS_SEED) -> list[dic
     return [dict(row) for row in _corpus(seed)[split]]
 
 # %% ../nbs/04a_command_corpus.ipynb #cc1abb81
-VOICES = {"en": "en-us", "de": "de", "fr": "fr"}  # espeak-ng voice per language (as the verse corpus)
-TRAIN_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "f1", "f2", "f4", "f5")
-TEST_VARIANTS = ("m7", "f3")  # never heard in training
-RATES = {"train": (150, 190), "dev": (150, 190), "test": (140, 210)}  # inclusive; test also slower and faster
-PITCHES = (35, 65)
+# espeak-ng rate per split, inclusive; test also slower and faster (voice, variants, pitch: audio)
+COMMAND_RATES = {"train": (150, 190), "dev": (150, 190), "test": (140, 210)}
 
 
 def plan_command_utterances(
@@ -833,7 +830,7 @@ def plan_command_utterances(
         raise ConfigError(f"no synthetic speech in language {lang!r}; choose one of {list(VOICES)}")
     rows, out = command_sentences(split), []
     skips = Counter() if skips is None else skips
-    variants, (lo, hi) = TEST_VARIANTS if split == "test" else TRAIN_VARIANTS, RATES[split]
+    variants, (lo, hi) = TEST_VARIANTS if split == "test" else TRAIN_VARIANTS, COMMAND_RATES[split]
     for i in torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist():
         row = rows[i]
         if not row[lang].strip() or not row["en"].strip():

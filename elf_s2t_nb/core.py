@@ -12,6 +12,7 @@ import random
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,8 @@ from tqdm import tqdm as std_tqdm
 __all__ = ['PRESETS', 'UserError', 'ConfigError', 'InputFileError', 'CheckpointError', 'atomic_write_bytes', 'atomic_write_text',
            'atomic_torch_save', 'AudioConfig', 'WhisperConfig', 'LatentConfig', 'ProjectorConfig', 'ModelConfig',
            'FlowConfig', 'DataConfig', 'TrainConfig', 'SampleConfig', 'Config', 'save_config', 'load_config',
-           'override', 'get_preset', 'seed_everything', 'get_device', 'cache_dir', 'make_run_dir', 'LogProgress',
-           'progress_bar']
+           'override', 'get_preset', 'seed_everything', 'get_device', 'precision_policy', 'autocast_for', 'make_scaler',
+           'setup_precision', 'sync_device', 'time_calls', 'cache_dir', 'make_run_dir', 'LogProgress', 'progress_bar']
 
 # %% ../nbs/00_core.ipynb #05970c98
 class UserError(Exception):
@@ -385,6 +386,54 @@ def get_device(pref: str = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device '{pref}' was asked for but CUDA is not available; use device=auto or cpu")
     return dev
+
+# %% ../nbs/00_core.ipynb #339010fe
+def precision_policy(device: torch.device, enabled: bool = True,
+                     capability: tuple[int, int] | None = None) -> torch.dtype | None:
+    """The autocast dtype: bf16 on CUDA cards with native bf16 (capability >= 8.0), fp16 on older ones, None =
+    float32."""
+    if not enabled or device.type != "cuda":
+        return None
+    cap = tuple(capability) if capability is not None else torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if cap >= (8, 0) else torch.float16
+
+def autocast_for(device: torch.device, bf16: bool = True, dtype: torch.dtype | None | str = "auto"):
+    "Autocast on CUDA in the policy's dtype (`bf16=False`: float32); a no-op context elsewhere."
+    dtype = precision_policy(device, bf16) if dtype == "auto" else dtype
+    return torch.autocast(device_type=device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+def make_scaler(device: torch.device, dtype: torch.dtype | None) -> torch.amp.GradScaler:
+    "A GradScaler, enabled for fp16 only (bf16 and float32 need none)."
+    return torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+def setup_precision(device: torch.device):
+    "Allow TF32 tensor cores for float32 matmuls and convolutions on CUDA."
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high")
+        torch.backends.cudnn.allow_tf32 = True
+
+# %% ../nbs/00_core.ipynb #c0re0002
+def sync_device(device: torch.device | str):
+    "Wait for the work queued on a CUDA device (a no-op elsewhere), so a wall-clock reading covers it."
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+def time_calls(
+    fn, n: int = 3, warmup: int = 1, device: torch.device | str = "cpu"
+) -> tuple[list[float], Any]:
+    """Wall seconds of each of `n` calls of `fn()` after `warmup` untimed calls (device synchronised), and the
+    last result."""
+    out, times = None, []
+    for _ in range(warmup):
+        out = fn()
+    for _ in range(max(n, 1)):
+        sync_device(device)
+        t0 = time.perf_counter()
+        out = fn()
+        sync_device(device)
+        times.append(time.perf_counter() - t0)
+    return times, out
 
 # %% ../nbs/00_core.ipynb #4d03f5c7
 def cache_dir(*parts: str) -> Path:

@@ -21,15 +21,16 @@ import soundfile as sf
 import torch
 from torch import Tensor
 
-from .audio import SAMPLE_RATE, AudioError, TTSError, load_audio, synthesize, write_audio
+from .audio import PITCHES, SAMPLE_RATE, TEST_VARIANTS, TRAIN_VARIANTS, VOICES, AudioError, TTSError
+from .audio import load_audio, synthesize, write_audio
 from .command_corpus import plan_command_utterances
 from .core import ConfigError, DataConfig, UserError, cache_dir, progress_bar
 
 # %% auto #0
-__all__ = ['VERSES', 'FIELDS', 'VOICES', 'TRAIN_VARIANTS', 'TEST_VARIANTS', 'RATES', 'PITCHES', 'SIZES', 'SOURCES', 'DataError',
-           'load_verses', 'plan_utterances', 'audio_path', 'synthesize_corpus', 'speech_features', 'SpeechTextDataset',
-           'collate_speech', 'filter_examples', 'length_batcher', 'BucketBatchSampler', 'make_loader', 'synth_config',
-           'speech_lang', 'plan_split', 'build_synth_split']
+__all__ = ['VERSES', 'FIELDS', 'RATES', 'CORPUS_SIZES', 'SOURCES', 'DataError', 'load_verses', 'plan_utterances', 'audio_path',
+           'synthesize_corpus', 'speech_features', 'SpeechTextDataset', 'collate_speech', 'TextDataset',
+           'bucket_batches', 'padding_share', 'filter_examples', 'length_batcher', 'BucketBatchSampler', 'make_loader',
+           'synth_config', 'speech_lang', 'plan_split', 'build_synth_split']
 
 # %% ../nbs/05_data.ipynb #4d207fef
 VERSES = Path(str(files("elf_s2t_nb"))) / "data" / "verses.jsonl.gz"   # shipped with the package
@@ -61,12 +62,9 @@ def load_verses(path: str | Path | None = None, split: str | None = None) -> lis
     return [r for r in rows if split in (None, r["split"])]
 
 # %% ../nbs/05_data.ipynb #1292e167
-VOICES = {"en": "en-us", "de": "de", "fr": "fr"}         # espeak-ng voice per language of the speech
-TRAIN_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "f1", "f2", "f4", "f5")
-# never used in training: the test split hears new voices
-TEST_VARIANTS = ("m7", "f3")
-RATES, PITCHES = (145, 195), (35, 65)                     # inclusive ranges, drawn per utterance
-SIZES = {"demo": (400, 100), "full": (0, 0)}              # (n_train, n_eval per dev/test split); 0 = all
+# espeak-ng rate (words per minute), inclusive, drawn per utterance (voice, variants, pitch: audio)
+RATES = (145, 195)
+CORPUS_SIZES = {"demo": (400, 100), "full": (0, 0)}       # (n_train, n_eval per dev/test split); 0 = all
 
 def plan_utterances(verses: list[dict], lang: str = "en", split: str = "train", n: int = 0, seed: int = 0,
                     skips: Counter | None = None) -> list[dict]:
@@ -242,6 +240,40 @@ def collate_speech(items, pad_multiple: int = 1) -> dict:
         "uid": [it["uid"] for it in items],
     }
 
+# %% ../nbs/05_data.ipynb #a7534276
+class TextDataset(torch.utils.data.Dataset):
+    "Pre-encoded text examples; whole batches by fancy indexing (x0, ids, loss_mask, text)."
+    def __init__(self, ids: torch.Tensor, x0: torch.Tensor, texts: list[str]):
+        self.ids, self.x0, self.texts = ids.long(), x0.half(), list(texts)      # (N, L), (N, L, D)
+    def __len__(self):
+        return len(self.texts)
+    def __getitem__(self, i):
+        return self.__getitems__([i])
+    def __getitems__(self, idx) -> dict:
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return {
+            "x0": self.x0[idx].float(),
+            "ids": self.ids[idx],
+            "loss_mask": torch.ones(self.ids[idx].shape, dtype=torch.bool),
+            "text": [self.texts[i] for i in idx.tolist()],
+        }
+
+# %% ../nbs/05_data.ipynb #3befe590
+def bucket_batches(lengths: list[int], batch_size: int, seed: int = 0, pool: int = 50) -> list[list[int]]:
+    """Length bucketing: shuffle, sort each pool of `pool` batches by length, cut into batches, shuffle the
+    batches."""
+    g = torch.Generator().manual_seed(seed)
+    perm, step, batches = torch.randperm(len(lengths), generator=g).tolist(), batch_size * pool, []
+    for p in range(0, len(perm), step):
+        chunk = sorted(perm[p:p + step], key=lambda i: lengths[i])
+        batches += [chunk[b:b + batch_size] for b in range(0, len(chunk), batch_size)]
+    return [batches[k] for k in torch.randperm(len(batches), generator=g).tolist()]
+
+def padding_share(batches: list[list[int]], lengths: list[int]) -> float:
+    "Share of the padded batch tensors that is padding."
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    return 1 - sum(lengths[i] for b in batches for i in b) / padded
+
 # %% ../nbs/05_data.ipynb #7f340769
 def filter_examples(
     records: list[dict],
@@ -268,7 +300,6 @@ def filter_examples(
 def length_batcher(lengths, batch_size: int, seed: int = 0):
     """`batcher(epoch)` -> index batches of similar length, shuffled from (seed, epoch) (the hook of the
     training `BatchStream`)."""
-    from elf_s2t_nb.shards import bucket_batches
     lengths = list(map(int, lengths))
     return lambda epoch: bucket_batches(lengths, batch_size, seed=seed * 1_000_003 + epoch)
 
@@ -296,29 +327,40 @@ def _as_is(batch):
     return batch
 
 def make_loader(
-    ds: SpeechTextDataset,
+    ds,
     batch_size: int = 32,
     shuffle: bool = True,
     seed: int = 0,
     num_workers: int = 0,
-    pin_memory: bool = False,
+    device: torch.device | str = "cpu",
+    collate_fn=None,
+    batch_sampler=None,
 ) -> torch.utils.data.DataLoader:
-    "A DataLoader of length-bucketed batch dicts (built whole by `SpeechTextDataset.__getitems__`)."
+    """A DataLoader of length-bucketed batches (`BucketBatchSampler` over `ds.feat_lens`, or over
+    `ds.lengths`, unless `batch_sampler` is given): whole batch dicts from
+    `SpeechTextDataset.__getitems__`, or `collate_fn` over items (e.g. `shards.collate_features`). On CUDA it
+    pins host memory; workers stay alive between epochs."""
+    if batch_sampler is None:
+        lengths = ds.feat_lens.tolist() if hasattr(ds, "feat_lens") else ds.lengths
+        batch_sampler = BucketBatchSampler(lengths, batch_size, seed, shuffle)
     return torch.utils.data.DataLoader(
         ds,
-        batch_sampler=BucketBatchSampler(ds.feat_lens.tolist(), batch_size, seed, shuffle),
-        collate_fn=_as_is,
+        batch_sampler=batch_sampler,
+        collate_fn=collate_fn or _as_is,
         num_workers=num_workers,
-        pin_memory=pin_memory,
+        pin_memory=torch.device(device).type == "cuda",
+        persistent_workers=num_workers > 0,
+        prefetch_factor=4 if num_workers else None,
     )
 
 # %% ../nbs/05_data.ipynb #fa305872
 def synth_config(task: str = "asr", src_lang: str = "en", size: str = "demo", **kw) -> DataConfig:
-    "A `DataConfig` for the synthetic corpus at a named size (`SIZES`: 'demo' or 'full')."
-    if size not in SIZES:
-        raise ConfigError(f"unknown corpus size {size!r}; choose one of {list(SIZES)}")
+    "A `DataConfig` for the synthetic corpus at a named size (`CORPUS_SIZES`: 'demo' or 'full')."
+    if size not in CORPUS_SIZES:
+        raise ConfigError(f"unknown corpus size {size!r}; choose one of {list(CORPUS_SIZES)}")
     return DataConfig(
-        source="synth", task=task, src_lang=src_lang, n_train=SIZES[size][0], n_eval=SIZES[size][1], **kw
+        source="synth", task=task, src_lang=src_lang, n_train=CORPUS_SIZES[size][0],
+        n_eval=CORPUS_SIZES[size][1], **kw
     )
 
 def speech_lang(cfg: DataConfig) -> str:

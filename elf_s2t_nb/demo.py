@@ -42,7 +42,7 @@ from .pipeline import finetune_speech, load_run, pretrain_text, speech_split
 from .train import read_metrics
 
 # %% auto #0
-__all__ = ['SIZES', 'SOURCE_SETS', 'TEXT_STAGE', 'TASKS', 'WHISPER_MAX_TOKENS', 'CONFUSION_KEYS', 'ABLATION_NAMES',
+__all__ = ['SIZES', 'SOURCE_SETS', 'TEXT_STAGE', 'TASK_SETTINGS', 'WHISPER_MAX_TOKENS', 'CONFUSION_KEYS', 'ABLATION_NAMES',
            'stage_configs', 'evaluate_task', 'latent_confusion', 'fmt', 'markdown_table', 'result_rows',
            'results_table', 'plot_losses', 'plot_confusion', 'write_report', 'task_job', 'run_demo']
 
@@ -92,7 +92,7 @@ SOURCE_SETS = {  # sequence lengths per corpus (on top of the preset)
 # and short EMA in the text stage too gave a worse backbone); the speech stage takes the preset's.
 TEXT_STAGE = ["flow.decoder_prob=0.2", "flow.decoder_p_mean=-0.5", "flow.decoder_noise_scale=1.0",
               "flow.self_cond_prob=0.5", "train.lr=1e-3", "train.ema_decay=0.995"]
-TASKS = {  # speech language, Whisper model, Whisper's own baseline task
+TASK_SETTINGS = {  # speech language, Whisper model, Whisper's own baseline task
     "asr": dict(src_lang="en", whisper="tiny.en", baseline="transcribe"),
     "s2tt": dict(src_lang="de", whisper="base", baseline="translate"),
 }
@@ -111,9 +111,9 @@ def stage_configs(cfg: Config, size: str, task: str | None = None, forcing: bool
     if task is None:
         sets += TEXT_STAGE
     if task is not None:
-        if task not in TASKS:
-            raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-        T = TASKS[task]
+        if task not in TASK_SETTINGS:
+            raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASK_SETTINGS)}")
+        T = TASK_SETTINGS[task]
         sets += [f"data.task={task}", f"data.src_lang={T['src_lang']}", f"whisper.name={T['whisper']}",
                  f"data.n_train={S['n_train']}", f"data.n_eval={S['n_eval']}"]
         if not forcing:
@@ -163,12 +163,13 @@ def evaluate_task(
         base = whisper_greedy(
             run.whisper.model,
             _test_clips(run.cfg, ds.uids[:n]),
-            language=TASKS[task]["src_lang"],
-            task=TASKS[task]["baseline"],
+            language=TASK_SETTINGS[task]["src_lang"],
+            task=TASK_SETTINGS[task]["baseline"],
             sample_len=WHISPER_MAX_TOKENS,
         )
         res["whisper"] = {**score(base["hyps"], main["refs"][:n]), "utts_per_s": base["utts_per_s"],
-                          "model": run.cfg.whisper.name, "task": TASKS[task]["baseline"], "n_clips": n}
+                          "model": run.cfg.whisper.name, "task": TASK_SETTINGS[task]["baseline"],
+                          "n_clips": n}
         if n == len(ds):
             extra["whisper"] = base["hyps"]
     save_jsonl(

@@ -18,12 +18,12 @@ import torch
 from sacrebleu.metrics import BLEU
 from whisper.normalizers import EnglishTextNormalizer
 
-from .core import UserError, SampleConfig, atomic_write_text
+from .core import UserError, SampleConfig, atomic_write_text, sync_device
 from . import sampling
 
 # %% auto #0
 __all__ = ['NORMALISER', 'ABLATIONS', 'EvalError', 'english_normaliser', 'normalise', 'wer_scores', 'bleu_scores',
-           'sentence_bleu', 'word_f1', 'score', 'utterance_records', 'save_jsonl', 'load_jsonl', 'unwrap',
+           'sentence_bleu', 'word_f1', 'score', 'utterance_records', 'save_jsonl', 'load_jsonl', 'elf_and_projector',
            'transcribe_batches', 'sweep', 'plot_sweep', 'ablate_features', 'edit_distance', 'audio_ablations',
            'whisper_greedy']
 
@@ -123,11 +123,7 @@ def load_jsonl(path: str | Path) -> list[dict]:
     return out
 
 # %% ../nbs/11_evaluation.ipynb #5d714305
-def _sync(device: torch.device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-def unwrap(model) -> tuple[torch.nn.Module, torch.nn.Module]:
+def elf_and_projector(model) -> tuple[torch.nn.Module, torch.nn.Module]:
     "The `(elf, projector)` pair of an `ElfS2T`-like module (attributes `.elf`, `.projector`) or of a pair."
     if isinstance(model, (tuple, list)):
         return tuple(model)
@@ -140,7 +136,7 @@ def unwrap(model) -> tuple[torch.nn.Module, torch.nn.Module]:
 
 # %% ../nbs/11_evaluation.ipynb #8a50a18c
 @torch.no_grad()
-def transcribe_batches(model, batches: Iterable[dict], sample_cfg: SampleConfig, text_encoder,
+def transcribe_batches(model, batches: Iterable[dict], sample_cfg: SampleConfig, vocab,
                        # (features, lens) -> (features, lens), e.g. an ablation
                        feature_fn: Callable | None = None,
                        # decode from the null condition (zeroed audio slots) alone
@@ -152,7 +148,7 @@ def transcribe_batches(model, batches: Iterable[dict], sample_cfg: SampleConfig,
                        max_batches: int | None = None) -> dict:
     """Sample every batch (cond = projector(features)), cut at the first EOS, detokenise; return texts, ids
     and timing."""
-    elf, proj = unwrap(model)
+    elf, proj = elf_and_projector(model)
     elf.eval()
     proj.eval()
     # the run's own noise scale and times
@@ -172,18 +168,18 @@ def transcribe_batches(model, batches: Iterable[dict], sample_cfg: SampleConfig,
         feats, lens = batch["features"].to(dev).float(), batch["feat_lens"].to(dev)
         if feature_fn is not None:
             feats, lens = feature_fn(feats, lens)
-        _sync(dev)
+        sync_device(dev)
         t0 = time.perf_counter()
         cond, _ = proj(feats, lens)                                             # (B, A, D)
         if null_cond:
             cond = torch.zeros_like(cond)                             # audio dropout's null: the text prior
         n_text = elf.cfg.max_length - cond.shape[1]
         so = sampling.sample(
-            elf, cond, n_text, sample_cfg, text_encoder.dim, gen=gen, record=record, **flow_kw
+            elf, cond, n_text, sample_cfg, vocab.dim, gen=gen, record=record, **flow_kw
         )
-        ids = sampling.cut_at_eos(so.ids, text_encoder.eos_id)
-        hyps = text_encoder.decode(so.ids)                                      # cuts at the first EOS too
-        _sync(dev)
+        ids = sampling.cut_at_eos(so.ids, vocab.eos_id)
+        hyps = vocab.decode(so.ids)                                      # cuts at the first EOS too
+        sync_device(dev)
         out["seconds"] += time.perf_counter() - t0
         out["hyps"] += hyps
         out["ids"] += ids
@@ -207,7 +203,7 @@ def transcribe_batches(model, batches: Iterable[dict], sample_cfg: SampleConfig,
     return out
 
 # %% ../nbs/11_evaluation.ipynb #d4a558cf
-def sweep(model, batches, text_encoder, base: SampleConfig, field: str, values: Iterable, **kw) -> list[dict]:
+def sweep(model, batches, vocab, base: SampleConfig, field: str, values: Iterable, **kw) -> list[dict]:
     "Evaluate once per value of the `SampleConfig` field `field`; one row of scores and speed per value."
     if field not in SampleConfig.__dataclass_fields__:
         raise EvalError(
@@ -216,9 +212,9 @@ def sweep(model, batches, text_encoder, base: SampleConfig, field: str, values: 
         )
     rows = []
     # warm-up: the first call pays for allocations
-    transcribe_batches(model, batches, base, text_encoder, max_batches=1)
+    transcribe_batches(model, batches, base, vocab, max_batches=1)
     for v in values:
-        r = transcribe_batches(model, batches, replace(base, **{field: v}), text_encoder, **kw)
+        r = transcribe_batches(model, batches, replace(base, **{field: v}), vocab, **kw)
         rows.append(
             {field: v, **score(r["hyps"], r["refs"]), "seconds": r["seconds"], "utts_per_s": r["utts_per_s"]}
         )
@@ -276,11 +272,11 @@ def edit_distance(a: list, b: list) -> int:
     return prev[-1]
 
 # %% ../nbs/11_evaluation.ipynb #488a620c
-def audio_ablations(model, batches, sample_cfg: SampleConfig, text_encoder, modes: Iterable[str] = ABLATIONS,
+def audio_ablations(model, batches, sample_cfg: SampleConfig, vocab, modes: Iterable[str] = ABLATIONS,
                     normal: dict | None = None) -> dict:
     """Scores under each audio ablation, how far the outputs move from the normal ones, and (swap) WER against
     the donor."""
-    normal = normal or transcribe_batches(model, batches, sample_cfg, text_encoder)
+    normal = normal or transcribe_batches(model, batches, sample_cfg, vocab)
     res = {"normal": {**score(normal["hyps"], normal["refs"]), "token_change": 0.0, "identical": 1.0}}
     for mode in modes:
         g = torch.Generator().manual_seed(sample_cfg.seed + 1)
@@ -289,7 +285,7 @@ def audio_ablations(model, batches, sample_cfg: SampleConfig, text_encoder, mode
             seed = int(torch.randint(0, 2**31, (1,), generator=g))
             return ablate_features(f, lens, mode, torch.Generator(f.device).manual_seed(seed))
 
-        r = transcribe_batches(model, batches, sample_cfg, text_encoder, feature_fn=fn)
+        r = transcribe_batches(model, batches, sample_cfg, vocab, feature_fn=fn)
         change = [edit_distance(a, b) / max(len(b), 1) for a, b in zip(r["ids"], normal["ids"])]
         res[mode] = {
             **score(r["hyps"], r["refs"]),
@@ -323,7 +319,7 @@ def whisper_greedy(
     opts = whisper.DecodingOptions(task=task, language=language, temperature=0.0, without_timestamps=True,
                                    fp16=dev.type == "cuda", sample_len=sample_len)
     hyps = []
-    _sync(dev)
+    sync_device(dev)
     t0 = time.perf_counter()
     for i in range(0, len(audios), batch_size):
         mel = torch.stack(
@@ -337,6 +333,6 @@ def whisper_greedy(
         )
         # mel (b, n_mels, 3000)
         hyps += [r.text.strip() for r in whisper.decode(whisper_model, mel.to(dev), opts)]
-    _sync(dev)
+    sync_device(dev)
     secs = time.perf_counter() - t0
     return dict(hyps=hyps, seconds=secs, n_utts=len(hyps), utts_per_s=len(hyps) / max(secs, 1e-9))

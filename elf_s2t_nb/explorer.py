@@ -66,9 +66,9 @@ def plot_trajectory(texts: list[str], ts: list[float], ref: str | None = None, t
     return fig
 
 # %% ../nbs/12a_explorer.ipynb #d7683c81
-def trajectory_texts(trajectory: torch.Tensor, text_encoder) -> list[list[str]]:
+def trajectory_texts(trajectory: torch.Tensor, vocab) -> list[list[str]]:
     "Texts of the ids decoded at every step: trajectory (N, B, L) -> N lists of B strings."
-    return [text_encoder.decode(step_ids.cpu()) for step_ids in trajectory]
+    return [vocab.decode(step_ids.cpu()) for step_ids in trajectory]
 
 # %% ../nbs/12a_explorer.ipynb #b077fa48
 def utterances(batches: list[dict], audios: list | None = None) -> list[dict]:
@@ -94,11 +94,11 @@ def utterances(batches: list[dict], audios: list | None = None) -> list[dict]:
 class Explorer:
     """Sample one utterance at a CFG scale with the trajectory recorded; decoded steps are cached per
     (utterance, scale)."""
-    def __init__(self, model, utts: list[dict], text_encoder, sample_cfg: SampleConfig | None = None):
+    def __init__(self, model, utts: list[dict], vocab, sample_cfg: SampleConfig | None = None):
         self.model, self.utts, self.te, self.cfg, self.cache = (
             model,
             utts,
-            text_encoder,
+            vocab,
             sample_cfg or SampleConfig(),
             {},
         )
@@ -165,7 +165,7 @@ def step_html(r: dict, j: int) -> str:
 def explore(
     model,
     batches: list[dict],
-    text_encoder,
+    vocab,
     sample_cfg: SampleConfig | None = None,
     audios: list | None = None,
     cfg_scales=(1.0, 1.5, 2.0, 3.0, 4.0),
@@ -173,7 +173,7 @@ def explore(
 ):
     """An ipywidgets explorer of utterances, trajectories and CFG scales; a static matplotlib figure without a
     front end."""
-    ex = Explorer(model, utterances(batches, audios), text_encoder, sample_cfg)
+    ex = Explorer(model, utterances(batches, audios), vocab, sample_cfg)
     if static is None:
         static = not widgets_available()
     if static:

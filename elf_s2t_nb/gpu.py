@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import os
-import re
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,22 +17,26 @@ from tqdm.auto import tqdm
 if TYPE_CHECKING:
     import pandas as pd
 
-from .core import Config, ConfigError, FlowConfig, InputFileError, ModelConfig, UserError
-from .core import get_device, get_preset, override
-from .model import ELF, CheckpointError, load_elf_checkpoint, swiglu_hidden
+from .core import Config, ConfigError, FlowConfig, ModelConfig, UserError
+from .core import get_device, get_preset, override, precision_policy
+from .evaluate import score, transcribe_batches
+from .latents import TextEncoder
+from .model import ELF, ElfS2T, load_official_elf, resolve_checkpoint, swiglu_hidden
+from .paper_data import HFSpeech, steps_for_data
 from .projector import AudioProjector
-from .train import precision_policy
-from .shards import FeatureShards, bucket_batches, collate_features, feature_cache_bytes
-from .shards import make_loader, precompute_features
+from .run_state import CKPT_NAME, BatchStream, load_ema
+from .train import train
+from .whisper_encoder import WhisperEncoder
+from .data import bucket_batches, make_loader
+from .shards import FeatureShards, collate_features, feature_cache_bytes, precompute_features
 
 # %% auto #0
-__all__ = ['PEAK_FLOPS', 'CKPT_PATTERNS', 'OFFICIAL_CHECKPOINTS', 'ELF_B_TRAIN_MEASURED', 'REPO_URL', 'GPU_TYPES', 'SMOKE',
-           'DATA_SIZES', 'DOWNLOAD_GB', 'UNKNOWN', 'NOT_REPORTED', 'NOT_RUN', 'PUBLISHED', 'COLUMNS', 'peak_flops',
-           'amp_dtype', 'gpu_report', 'official_checkpoint', 'resolve_checkpoint', 'load_official_elf',
-           'elf_forward_flops', 'train_step_flops', 'expected_step_flops', 'scale_batch', 'text_latent_loss',
-           'GPUMemoryError', 'train_memory', 'plan_micro_batch', 'release_whisper', 'run_recipe', 'PreflightError',
-           'work_folder', 'recipe_plan', 'plan_table', 'gpu_info', 'recipe_sources', 'preflight', 'sample_table',
-           'ddp_command', 'expected_numbers']
+__all__ = ['PEAK_FLOPS', 'ELF_B_TRAIN_MEASURED', 'REPO_URL', 'GPU_TYPES', 'SMOKE', 'DATA_SIZES', 'DOWNLOAD_GB', 'UNKNOWN',
+           'NOT_REPORTED', 'NOT_RUN', 'PUBLISHED', 'RESULT_COLUMNS', 'peak_flops', 'gpu_report', 'elf_forward_flops',
+           'train_step_flops', 'expected_step_flops', 'scale_batch', 'text_latent_loss', 'GPUMemoryError',
+           'train_memory', 'plan_micro_batch', 'release_whisper', 'run_recipe', 'PreflightError', 'work_folder',
+           'recipe_plan', 'plan_table', 'gpu_info', 'recipe_sources', 'preflight', 'sample_table', 'ddp_command',
+           'expected_numbers']
 
 # %% ../nbs/13_gpu_reproduction.ipynb #858250da
 # (name substring, dense tensor-core FLOP/s, dtype), the most specific first; NVIDIA datasheets
@@ -62,11 +65,6 @@ def peak_flops(device_name: str) -> tuple[float | None, str | None]:
             return peak, dtype
     return None, None
 
-def amp_dtype(device: torch.device):
-    """The training loop's precision policy (notebook 10): bf16 on capability >= 8.0, fp16 + GradScaler below,
-    None off CUDA."""
-    return precision_policy(device)
-
 # %% ../nbs/13_gpu_reproduction.ipynb #1b909ea4
 def gpu_report() -> dict:
     """This runtime: torch and CUDA versions, GPU count and name, memory, compute capability, mixed precision,
@@ -82,95 +80,10 @@ def gpu_report() -> dict:
         "device": p.name,
         "memory_gb": round(p.total_memory / 2**30, 1),
         "capability": f"{p.major}.{p.minor}",
-        "amp": str(amp_dtype(torch.device("cuda", 0))).replace("torch.", ""),
+        "amp": str(precision_policy(torch.device("cuda", 0))).replace("torch.", ""),
         "peak_flops": peak,
         "peak_dtype": peak_dtype,
     }
-
-# %% ../nbs/13_gpu_reproduction.ipynb #2f99059d
-CKPT_PATTERNS = ("*.pt", "*.pth", "*.ckpt", "*.bin", "*.safetensors", "checkpoint_*")
-# task -> (hub repository, what the backbone learned before); files `checkpoint_{step}`
-OFFICIAL_CHECKPOINTS = {
-    "asr": ("embedded-language-flows/ELF-B-owt-torch",
-            "ELF-B pretrained unconditionally on OpenWebText (English text): the start of ASR"),
-    "s2tt": ("embedded-language-flows/ELF-B-de-en-torch",
-             "ELF-B trained for WMT14 German -> English translation: the start of S2TT X -> English"),
-}
-_STEP_FILE = re.compile(r"checkpoint_(\d+)")       # the official code's torch.save(..., f"checkpoint_{step}")
-
-def official_checkpoint(task: str) -> str:
-    """The hub repository of the official ELF-B checkpoint that fine-tuning for `task` ('asr' or 's2tt')
-    starts from."""
-    if task not in OFFICIAL_CHECKPOINTS:
-        raise ConfigError(
-            f"no official ELF-B checkpoint for task {task!r}; choose {' or '.join(OFFICIAL_CHECKPOINTS)}"
-        )
-    return OFFICIAL_CHECKPOINTS[task][0]
-
-def _pick_checkpoint(folder: Path, filename: str | None, src: str) -> Path:
-    """`folder/filename`; else the one checkpoint in `folder`, where `checkpoint_<step>` files count once (the
-    last step)."""
-    if filename:
-        if (folder / filename).is_file():
-            return folder / filename
-        raise InputFileError(f"no file '{filename}' in {src} ({folder})")
-    found = sorted({p for pat in CKPT_PATTERNS for p in folder.rglob(pat) if p.is_file()})
-    steps = {p: int(m[1]) for p in found if (m := _STEP_FILE.fullmatch(p.name))}
-    found = [p for p in found if p not in steps] + ([max(steps, key=steps.get)] if steps else [])
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise InputFileError(f"no checkpoint ({', '.join(CKPT_PATTERNS)}) in {src} ({folder})")
-    raise InputFileError(
-        f"{src} holds several checkpoints ({', '.join(p.name for p in found)}): pass filename= to choose one"
-    )
-
-def resolve_checkpoint(src: str | Path,                   # a file, a folder, or a Hugging Face id 'org/name'
-                       filename: str | None = None,       # which file, when the folder or repo holds several
-                       cache_dir: str | Path | None = None) -> Path:  # Hugging Face cache (default: its own)
-    """A local checkpoint file: a file, the one checkpoint in a folder, or a Hugging Face id (downloaded only
-    when online)."""
-    p = Path(src)
-    if p.is_file():
-        return p
-    if p.is_dir():
-        return _pick_checkpoint(p, filename, str(src))
-    if not re.fullmatch(r"[\w.-]+/[\w.-]+", str(src)):
-        raise InputFileError(f"checkpoint not found: {src} is not a file, a folder or a Hugging Face id like "
-                             f"'{official_checkpoint('asr')}'")
-    from huggingface_hub import snapshot_download
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    patterns = [filename] if filename else [*CKPT_PATTERNS, "config.yml"]
-    try:
-        folder = snapshot_download(
-            str(src), allow_patterns=patterns, local_files_only=offline, cache_dir=cache_dir
-        )
-    except Exception as e:
-        why = (
-            "HF_HUB_OFFLINE is set and it is not in the local Hugging Face cache"
-            if offline
-            else f"{type(e).__name__}: {e}"
-        )
-        raise CheckpointError(f"cannot get the checkpoint '{src}' from the Hugging Face hub ({why}); "
-                              "download it once with internet, or pass a local file") from None
-    return _pick_checkpoint(Path(folder), filename, str(src))
-
-def load_official_elf(
-    model: ELF,
-    src: str | Path | dict,
-    key: str = "ema_params1",
-    filename: str | None = None,
-    cache_dir: str | Path | None = None,
-) -> ELF:
-    """Initialise an ELF from official weights: a checkpoint dict, a file, a folder or a Hugging Face id
-    (`key`: EMA or online)."""
-    if isinstance(src, dict):
-        return load_elf_checkpoint(model, src, key)
-    path = resolve_checkpoint(src, filename, cache_dir)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        return load_elf_checkpoint(model, load_file(str(path)), key)
-    return load_elf_checkpoint(model, path, key)
 
 # %% ../nbs/13_gpu_reproduction.ipynb #e2124eda
 def elf_forward_flops(
@@ -329,11 +242,6 @@ def run_recipe(
 ) -> dict:
     """Cache Whisper features of {uid, audio, text} examples, fine-tune ELF-S2T (from official ELF-B weights),
     score each test set."""
-    from elf_s2t_nb.whisper_encoder import WhisperEncoder
-    from elf_s2t_nb.latents import TextEncoder
-    from elf_s2t_nb.train import ElfS2T, train
-    from elf_s2t_nb.run_state import CKPT_NAME, BatchStream, load_ema
-    from elf_s2t_nb.evaluate import transcribe_batches, score
     work, dev = Path(work_dir), get_device(device)
     whisper = whisper or WhisperEncoder(cfg.whisper.name, device=str(dev))
     text_encoder = text_encoder or TextEncoder.from_config(cfg.latent, device=str(dev))
@@ -384,8 +292,8 @@ def run_recipe(
         test_ds = FeatureShards(work / "features" / name)
         loader = make_loader(
             test_ds,
-            collate,
-            dev,
+            collate_fn=collate,
+            device=dev,
             batch_sampler=bucket_batches(test_ds.lengths, eval_batch_size),
             num_workers=0,
         )
@@ -452,7 +360,6 @@ def recipe_plan(task: str = "asr", full: bool = False, gpu: str = "T4", n_gpus: 
     base = get_preset("elf-b-librispeech" if task == "asr" else "elf-b-covost2")
     n_all, sec_train, tests = DATA_SIZES[task]
     if full:
-        from elf_s2t_nb.paper_data import steps_for_data
         cfg = steps_for_data(base, n_all)
         n_train, n_tests = n_all, {k: n for k, (n, _) in tests.items()}
     else:
@@ -532,7 +439,6 @@ def gpu_info(index: int = 0) -> dict | None:
 def recipe_sources(plan: dict, path: str | Path | None = None) -> dict:
     """The plan's examples: {'train': HFSpeech, 'tests': {name: HFSpeech}} (from the hub, or from a local copy
     at `path`)."""
-    from elf_s2t_nb.paper_data import HFSpeech
     cfg, name = plan["cfg"], str(path) if path else None
     whole = dataclasses.replace(cfg.data, min_words=0, max_words=0)
     subset = cfg.data.subset or None
@@ -615,7 +521,7 @@ def ddp_command(
     """Shell lines: fetch the backbone checkpoint once, then train `preset` on this machine's GPUs with
     torchrun (DDP)."""
     sets = "".join(f" --set {o}" for o in overrides)
-    code = f'from elf_s2t_nb.gpu import resolve_checkpoint; print(resolve_checkpoint("{init}"))'
+    code = f'from elf_s2t_nb.model import resolve_checkpoint; print(resolve_checkpoint("{init}"))'
     fetch = f"CKPT=$(python -c '{code}')"
     return (
         f"{fetch}\ntorchrun --standalone --nproc_per_node={n_gpus} \"$(which elf-s2t)\" train "
@@ -641,8 +547,8 @@ PUBLISHED = [
     ("ELF-B, text De->En", NOT_REPORTED, NOT_REPORTED, NOT_REPORTED, NOT_REPORTED, 26.4,
      "Hu et al., arXiv 2605.10938 (ELF); official README, test set, lowercased sacreBLEU"),
 ]
-COLUMNS = ("LibriSpeech test-clean WER", "test-other WER", "CoVoST 2 de->en BLEU", "CoVoST 2 X->en mean BLEU",
-           "WMT14 De->En BLEU")
+RESULT_COLUMNS = ("LibriSpeech test-clean WER", "test-other WER", "CoVoST 2 de->en BLEU",
+                  "CoVoST 2 X->en mean BLEU", "WMT14 De->En BLEU")
 
 
 def expected_numbers(ours: dict | None = None, label: str = "this recipe (ELF-B S2T)") -> str:
@@ -653,7 +559,8 @@ def expected_numbers(ours: dict | None = None, label: str = "this recipe (ELF-B 
     o = ours or {}
     mine = tuple(o.get(k, NOT_RUN) for k in ("ls_clean", "ls_other", "covost_de_en"))
     rows = [*PUBLISHED, (label, *mine, NOT_REPORTED, NOT_REPORTED, o.get("source", "not run yet"))]
-    lines = ["| system | " + " | ".join(COLUMNS) + " | source |", "|---" * (len(COLUMNS) + 2) + "|"]
+    lines = ["| system | " + " | ".join(RESULT_COLUMNS) + " | source |",
+             "|---" * (len(RESULT_COLUMNS) + 2) + "|"]
     for r in rows:
         lines.append(f"| {r[0]} | " + " | ".join(cell(v) for v in r[1:6]) + f" | {r[6]} |")
     legend = (f"\n\n{UNKNOWN}: the source reports it, but it could not be read here; "

@@ -4,21 +4,22 @@
 
 # %% ../nbs/13b_gpu_bench.ipynb #a49bff01
 from __future__ import annotations
-import time
 import warnings
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from .core import Config, ConfigError, UserError, get_device, get_preset, override
+from .audio import synthesize
+from .core import Config, ConfigError, UserError, autocast_for, get_device, get_preset, make_scaler, override
+from .core import precision_policy, setup_precision, time_calls
+from .flow import training_loss
+from .gpu import peak_flops, train_step_flops
 from .model import ELF
 from .projector import AudioProjector
-from .flow import training_loss
-from .train import setup_precision
-from .gpu import amp_dtype, peak_flops, train_step_flops
+from .sampling import sample
+from .whisper_weights import load_whisper
 
 # %% auto #0
 __all__ = ['WHISPER_WIDTH', 'BENCH_SENTENCES', 'GPUBenchError', 'whisper_width', 'bench_config', 'bench_train', 'bench_clips',
@@ -67,24 +68,6 @@ def bench_config(mode: str = "tiny", cfg: Config | None = None) -> Config:
     )
 
 # %% ../nbs/13b_gpu_bench.ipynb #9162fbf2
-def _timed(fn, dev: torch.device, n: int, warmup: int) -> tuple[list[float], object]:
-    "Seconds of each of `n` calls of `fn` after `warmup` calls (CUDA synchronised), and the last result."
-    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
-    out, times = None, []
-    for i in range(warmup + n):
-        sync()
-        t0 = time.perf_counter()
-        out = fn()
-        sync()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return times, out
-
-def _amp(dev: torch.device):
-    "Autocast in the card's mixed precision (bf16, or fp16 before Ampere); nothing off CUDA."
-    dtype = amp_dtype(dev)
-    return torch.autocast(dev.type, dtype=dtype) if dtype is not None else nullcontext()
-
 def _models(cfg: Config, dev: torch.device, elf: ELF | None = None, projector: nn.Module | None = None):
     "(ELF, projector) on `dev`: the given ones, or freshly initialised at the config's shapes."
     torch.manual_seed(0)
@@ -112,10 +95,10 @@ def bench_train(
     params, gen, rows = [*elf.parameters(), *proj.parameters()], torch.Generator(dev).manual_seed(0), []
     opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.95), weight_decay=0.0, fused=dev.type == "cuda")
     # fp16 cards need loss scaling
-    scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype(dev) == torch.float16)
+    scaler = make_scaler(dev, precision_policy(dev))
     net = torch.compile(elf, dynamic=True) if compile else elf           # row counts vary from step to step
     def step():
-        with _amp(dev):
+        with autocast_for(dev):
             cond, _ = proj(b["features"])                                                 # (B, A, D)
             loss, st = training_loss(net, b["x0"], b["ids"], None, cond, cfg.flow, gen)
         scaler.scale(loss).backward()
@@ -125,7 +108,7 @@ def bench_train(
         scaler.update()
         opt.zero_grad(set_to_none=True)
         rows.append((int(st["n_decode"]), int(st["n_self_cond"])))
-    times, _ = _timed(step, dev, n_steps, warmup)
+    times, _ = time_calls(step, n_steps, warmup, dev)
     flops = [train_step_flops(cfg.model, batch_size, d, s, A, k * d_w)["total"] for d, s in rows[warmup:]]
     step_s = float(np.median(times))
     return {
@@ -162,7 +145,6 @@ BENCH_SENTENCES = {
 def bench_clips(n: int = 8, lang: str = "en") -> list[np.ndarray]:
     """`n` short sentences in language `lang` spoken offline by espeak-ng (16 kHz float32), for when no real
     clips are given."""
-    from elf_s2t_nb.audio import synthesize
     if lang not in BENCH_SENTENCES:
         raise ConfigError(f"no built-in sentences in '{lang}' ({', '.join(BENCH_SENTENCES)}); pass clips=")
     texts = BENCH_SENTENCES[lang]
@@ -187,7 +169,6 @@ def bench_decode(
     """Seconds to decode `clips`: Whisper's greedy decoder vs ELF-S2T's sampler, on one shared Whisper encoder
     output."""
     import whisper
-    from elf_s2t_nb.sampling import sample
     wm, task = whisper_model, "translate" if cfg.data.task == "s2tt" else "transcribe"
     mel = torch.stack(
         [
@@ -202,15 +183,15 @@ def bench_decode(
     # as openai-whisper runs on CUDA (fp16 activations)
     mel = mel.half() if dev.type == "cuda" else mel
     # (B, 1500, d_w)
-    t_enc, feats = _timed(lambda: wm.embed_audio(mel), dev, n_repeat, warmup)
+    t_enc, feats = time_calls(lambda: wm.embed_audio(mel), n_repeat, warmup, dev)
     opts = whisper.DecodingOptions(task=task, language=cfg.data.src_lang if wm.is_multilingual else "en",
                                    temperature=0.0, without_timestamps=True, fp16=dev.type == "cuda")
-    t_wh, res = _timed(lambda: whisper.decode(wm, feats, opts), dev, n_repeat, warmup)
+    t_wh, res = time_calls(lambda: whisper.decode(wm, feats, opts), n_repeat, warmup, dev)
     elf, proj = _models(cfg, dev, elf, projector)
     # true frames
     lens = torch.tensor([min((len(a) // 160 + 1) // 2, feats.shape[1]) for a in clips], device=dev)
     def elf_decode():
-        with _amp(dev):
+        with autocast_for(dev):
             # (B, A, D)
             cond, _ = proj(feats[:, :int(lens.max())].float(), lens)
             return sample(
@@ -221,7 +202,7 @@ def bench_decode(
                 cfg.model.text_encoder_dim,
                 gen=torch.Generator(dev).manual_seed(cfg.sample.seed),
             )
-    t_elf, out = _timed(elf_decode, dev, n_repeat, warmup)
+    t_elf, out = time_calls(elf_decode, n_repeat, warmup, dev)
     enc, wh, el = (float(np.median(t)) for t in (t_enc, t_wh, t_elf))
     return {
         "n_clips": len(clips),
@@ -280,13 +261,12 @@ def gpu_bench(mode: str = "tiny",
     train["mfu"] = train["achieved_flops"] / peak if peak else None
     if decode:
         if whisper_model is None:
-            from elf_s2t_nb.whisper_encoder import load_whisper
             whisper_model = load_whisper(cfg.whisper.name, dev)
         clips = clips if clips is not None else bench_clips(16 if full else 2, cfg.data.src_lang)
         decode = bench_decode(
             cfg, dev, clips, whisper_model.to(dev).eval(), elf, projector, 3 if full else 1, int(full)
         )
-    amp = amp_dtype(dev)
+    amp = precision_policy(dev)
     return {
         "mode": mode,
         "preset": cfg.name,

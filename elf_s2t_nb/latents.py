@@ -6,6 +6,7 @@
 from __future__ import annotations
 import copy
 import hashlib
+import json
 import re
 import warnings
 import zlib
@@ -15,11 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .core import ConfigError, LatentConfig, UserError, atomic_torch_save, cache_dir, get_device
+from .core import CheckpointError, Config, ConfigError, LatentConfig, UserError
+from .core import atomic_torch_save, atomic_write_text, cache_dir, get_device
 
 # %% auto #0
 __all__ = ['MINILM_ID', 'T5_SMALL', 'TextEncoderError', 'minilm_path', 't5_standin_tokenizer', 'TextEncoder', 'detokenize',
-           'LatentCache', 'token_centroids', 'nearest_tokens', 'neighbour_rank']
+           'LatentCache', 'token_centroids', 'nearest_tokens', 'neighbour_rank', 'CorpusVocab', 'FullVocab',
+           'make_vocab', 'save_vocab', 'load_vocab']
 
 # %% ../nbs/04_text_latents.ipynb #1f036d39
 # the offline default: sentence-transformers/all-MiniLM-L6-v2 (BERT, 6 layers, 384-d)
@@ -348,3 +351,84 @@ def neighbour_rank(a: int, b: int, token_ids: Tensor, centroids: Tensor) -> int:
     sim = F.cosine_similarity(centroids[ix[a]][None], centroids.float())
     sim[ix[a]] = float("inf")                     # a itself does not count
     return int((sim > sim[ix[b]]).sum()) - 1
+
+# %% ../nbs/04_text_latents.ipynb #c706e19b
+class CorpusVocab:
+    """Decode-head vocabulary: the tokenizer ids seen in training text (EOS first, UNK second), mapped to
+    0..n-1."""
+    def __init__(self, text_encoder: TextEncoder, token_ids: list[int]):
+        unk = text_encoder.tokenizer.unk_token_id
+        special = [text_encoder.eos_id] + ([unk] if unk is not None else [])
+        self.tokens = special + sorted(set(token_ids) - set(special))            # compact id -> tokenizer id
+        self.text_encoder, self.unk = text_encoder, 1 if unk is not None else 0
+        self.table = torch.full((len(text_encoder.tokenizer),), self.unk, dtype=torch.long)
+        self.table[torch.tensor(self.tokens)] = torch.arange(len(self.tokens))
+    eos_id = 0
+    @property
+    def size(self) -> int:
+        return len(self.tokens)
+    @property
+    def dim(self) -> int:
+        return self.text_encoder.dim
+    def to_compact(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.table[ids.long()]
+
+    def to_tokenizer(self, ids) -> list[list[int]]:
+        return (
+            [[self.tokens[i] for i in row] for row in torch.as_tensor(ids).tolist()]
+            if torch.is_tensor(ids)
+            else [[self.tokens[i] for i in row] for row in ids]
+        )
+    def decode(self, ids) -> list[str]:
+        return self.text_encoder.decode_lists(self.to_tokenizer(ids))
+
+class FullVocab:
+    "The tokenizer's whole vocabulary (ELF's choice): ids pass through unchanged."
+
+    def __init__(self, text_encoder: TextEncoder):
+        self.text_encoder, self.eos_id = text_encoder, text_encoder.eos_id
+    @property
+    def size(self) -> int:
+        return self.text_encoder.vocab_size
+    @property
+    def dim(self) -> int:
+        return self.text_encoder.dim
+    def to_compact(self, ids):
+        return ids.long()
+    def decode(self, ids) -> list[str]:
+        return self.text_encoder.decode_lists(ids)
+
+# %% ../nbs/04_text_latents.ipynb #54261ccd
+def make_vocab(
+    cfg: Config,
+    text_encoder: TextEncoder,
+    train_ids: torch.Tensor | None = None,
+    saved: list[int] | None = None,
+):
+    "The vocabulary `cfg.latent.vocab` asks for: rebuilt from saved ids, or collected from the training ids."
+    if cfg.latent.vocab == "full":
+        return FullVocab(text_encoder)
+    if cfg.latent.vocab != "corpus":
+        raise ConfigError(f"latent.vocab must be 'corpus' or 'full', got {cfg.latent.vocab!r}")
+    if saved is None and train_ids is None:
+        raise ConfigError("a corpus vocabulary needs the training ids (or a saved vocab.json)")
+    return CorpusVocab(text_encoder, saved if saved is not None else torch.unique(train_ids).tolist())
+
+# %% ../nbs/04_text_latents.ipynb #b7e1c0a2
+def save_vocab(run_dir, vocab) -> Path:
+    "Write the run's vocabulary (`vocab.json`) so a run folder is self-contained."
+    toks = getattr(vocab, "tokens", None)
+    return atomic_write_text(
+        Path(run_dir) / "vocab.json", json.dumps({"kind": "corpus" if toks else "full", "tokens": toks})
+    )
+
+def load_vocab(run_dir, cfg: Config, te: TextEncoder):
+    "The vocabulary saved with a run."
+    p = Path(run_dir) / "vocab.json"
+    if not p.is_file():
+        raise CheckpointError(f"{p} is missing: the run folder is incomplete")
+    try:
+        d = json.loads(p.read_text())
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{p} is damaged (not JSON)") from None
+    return make_vocab(cfg, te, saved=d["tokens"]) if d.get("kind") == "corpus" else FullVocab(te)

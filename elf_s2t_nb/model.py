@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import time
 from pathlib import Path
 
@@ -14,13 +15,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import CheckpointError, ConfigError, InputFileError, ModelConfig, UserError, get_preset
+from .core import CheckpointError, Config, ConfigError, FlowConfig, InputFileError, ModelConfig, UserError
+from .core import get_preset
+from .flow import training_loss
+from .projector import AudioProjector
 
 # %% auto #0
-__all__ = ['RMSNorm', 'rope_tables', 'rotate_pairs', 'apply_rope', 'seq_positions', 'Attention', 'swiglu_hidden', 'SwiGLU',
-           'ELFBlock', 'timestep_embedding', 'TimestepEmbedder', 'BottleneckTextProj', 'FinalLayer', 'ModelInputError',
-           'ELF', 'init_elf_', 'count_params', 'model_from_config', 'ELF_B', 'ELF_M', 'ELF_L', 'ELF_cpu_tiny',
-           'ELF_cpu_small', 'load_elf_checkpoint', 'benchmark_model']
+__all__ = ['CKPT_PATTERNS', 'OFFICIAL_CHECKPOINTS', 'RMSNorm', 'rope_tables', 'rotate_pairs', 'apply_rope', 'seq_positions',
+           'Attention', 'swiglu_hidden', 'SwiGLU', 'ELFBlock', 'timestep_embedding', 'TimestepEmbedder',
+           'BottleneckTextProj', 'FinalLayer', 'ModelInputError', 'ELF', 'init_elf_', 'count_params',
+           'model_from_config', 'ELF_B', 'ELF_M', 'ELF_L', 'ELF_cpu_tiny', 'ELF_cpu_small', 'load_elf_checkpoint',
+           'official_checkpoint', 'resolve_checkpoint', 'load_official_elf', 'ElfS2T', 'model_config_for',
+           'build_model', 'benchmark_model']
 
 # %% ../nbs/06_model.ipynb #5aa980c8
 class RMSNorm(nn.Module):
@@ -335,6 +341,129 @@ def load_elf_checkpoint(model: ELF, path_or_state, key: str = "ema_params1") -> 
                               "text_encoder_dim): " + "; ".join(parts))
     model.load_state_dict(sd, strict=True)
     return model
+
+# %% ../nbs/06_model.ipynb #2f99059d
+CKPT_PATTERNS = ("*.pt", "*.pth", "*.ckpt", "*.bin", "*.safetensors", "checkpoint_*")
+# task -> (hub repository, what the backbone learned before); files `checkpoint_{step}`
+OFFICIAL_CHECKPOINTS = {
+    "asr": ("embedded-language-flows/ELF-B-owt-torch",
+            "ELF-B pretrained unconditionally on OpenWebText (English text): the start of ASR"),
+    "s2tt": ("embedded-language-flows/ELF-B-de-en-torch",
+             "ELF-B trained for WMT14 German -> English translation: the start of S2TT X -> English"),
+}
+_STEP_FILE = re.compile(r"checkpoint_(\d+)")       # the official code's torch.save(..., f"checkpoint_{step}")
+
+def official_checkpoint(task: str) -> str:
+    """The hub repository of the official ELF-B checkpoint that fine-tuning for `task` ('asr' or 's2tt')
+    starts from."""
+    if task not in OFFICIAL_CHECKPOINTS:
+        raise ConfigError(
+            f"no official ELF-B checkpoint for task {task!r}; choose {' or '.join(OFFICIAL_CHECKPOINTS)}"
+        )
+    return OFFICIAL_CHECKPOINTS[task][0]
+
+def _pick_checkpoint(folder: Path, filename: str | None, src: str) -> Path:
+    """`folder/filename`; else the one checkpoint in `folder`, where `checkpoint_<step>` files count once (the
+    last step)."""
+    if filename:
+        if (folder / filename).is_file():
+            return folder / filename
+        raise InputFileError(f"no file '{filename}' in {src} ({folder})")
+    found = sorted({p for pat in CKPT_PATTERNS for p in folder.rglob(pat) if p.is_file()})
+    steps = {p: int(m[1]) for p in found if (m := _STEP_FILE.fullmatch(p.name))}
+    found = [p for p in found if p not in steps] + ([max(steps, key=steps.get)] if steps else [])
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise InputFileError(f"no checkpoint ({', '.join(CKPT_PATTERNS)}) in {src} ({folder})")
+    raise InputFileError(
+        f"{src} holds several checkpoints ({', '.join(p.name for p in found)}): pass filename= to choose one"
+    )
+
+def resolve_checkpoint(src: str | Path,                   # a file, a folder, or a Hugging Face id 'org/name'
+                       filename: str | None = None,       # which file, when the folder or repo holds several
+                       cache_dir: str | Path | None = None) -> Path:  # Hugging Face cache (default: its own)
+    """A local checkpoint file: a file, the one checkpoint in a folder, or a Hugging Face id (downloaded only
+    when online)."""
+    p = Path(src)
+    if p.is_file():
+        return p
+    if p.is_dir():
+        return _pick_checkpoint(p, filename, str(src))
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", str(src)):
+        raise InputFileError(f"checkpoint not found: {src} is not a file, a folder or a Hugging Face id like "
+                             f"'{official_checkpoint('asr')}'")
+    from huggingface_hub import snapshot_download
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    patterns = [filename] if filename else [*CKPT_PATTERNS, "config.yml"]
+    try:
+        folder = snapshot_download(
+            str(src), allow_patterns=patterns, local_files_only=offline, cache_dir=cache_dir
+        )
+    except Exception as e:
+        why = (
+            "HF_HUB_OFFLINE is set and it is not in the local Hugging Face cache"
+            if offline
+            else f"{type(e).__name__}: {e}"
+        )
+        raise CheckpointError(f"cannot get the checkpoint '{src}' from the Hugging Face hub ({why}); "
+                              "download it once with internet, or pass a local file") from None
+    return _pick_checkpoint(Path(folder), filename, str(src))
+
+def load_official_elf(
+    model: ELF,
+    src: str | Path | dict,
+    key: str = "ema_params1",
+    filename: str | None = None,
+    cache_dir: str | Path | None = None,
+) -> ELF:
+    """Initialise an ELF from official weights: a checkpoint dict, a file, a folder or a Hugging Face id
+    (`key`: EMA or online)."""
+    if isinstance(src, dict):
+        return load_elf_checkpoint(model, src, key)
+    path = resolve_checkpoint(src, filename, cache_dir)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        return load_elf_checkpoint(model, load_file(str(path)), key)
+    return load_elf_checkpoint(model, path, key)
+
+# %% ../nbs/06_model.ipynb #25a49706
+class ElfS2T(nn.Module):
+    """The trainable part of ELF-S2T (ELF backbone + optional audio projector); calling it returns the flow
+    loss."""
+
+    def __init__(
+        self, elf: nn.Module, projector: nn.Module | None = None, flow_cfg: FlowConfig | None = None
+    ):
+        super().__init__()
+        self.elf, self.projector, self.flow_cfg = elf, projector, flow_cfg or FlowConfig()
+
+    def loss(
+        self, batch: dict, flow_cfg: FlowConfig | None = None, gen: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, dict]:
+        """`flow.training_loss` on a batch (x0, ids, loss_mask; plus features, feat_lens when there is a
+        projector)."""
+        # (B, A, D)
+        cond = None if self.projector is None else self.projector(batch["features"], batch["feat_lens"])[0]
+        return training_loss(self.elf, batch["x0"], batch["ids"], batch.get("loss_mask"), cond=cond,
+                             cfg=flow_cfg or self.flow_cfg, gen=gen)
+
+    def forward(self, batch: dict, gen: torch.Generator | None = None):
+        return self.loss(batch, self.flow_cfg, gen)
+
+# %% ../nbs/06_model.ipynb #fd0a9fe4
+def model_config_for(cfg: Config, n_audio: int, text_dim: int, vocab_size: int):
+    """The backbone's `ModelConfig`: sequence = `n_audio` audio slots + L text slots, latent width and
+    vocabulary of the text encoder."""
+    return dataclasses.replace(cfg.model, max_length=n_audio + cfg.latent.max_len, text_encoder_dim=text_dim,
+                               vocab_size=vocab_size, n_cond=n_audio)
+
+def build_model(cfg: Config, text_dim: int, vocab_size: int, d_whisper: int | None = None) -> ElfS2T:
+    "ELF backbone (+ audio projector when `d_whisper` is given), ready for `train`."
+    A = cfg.projector.n_slots if d_whisper else 0
+    elf = ELF(model_config_for(cfg, A, text_dim, vocab_size))
+    proj = AudioProjector.from_config(cfg.projector, d_whisper, text_dim) if d_whisper else None
+    return ElfS2T(elf, proj, cfg.flow)
 
 # %% ../nbs/06_model.ipynb #1c0e1dd4
 def benchmark_model(model: ELF, batch_size: int = 32, n_iters: int = 3, warmup: int = 1,

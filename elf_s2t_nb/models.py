@@ -16,8 +16,10 @@ from pathlib import Path
 import torch
 
 import elf_s2t_nb
-from .core import CheckpointError, ConfigError, atomic_torch_save, atomic_write_bytes
-from .core import atomic_write_text
+
+from .core import atomic_torch_save, atomic_write_bytes, atomic_write_text, CheckpointError
+from .core import ConfigError
+from .pipeline import find_run, load_run
 from .run_state import CKPT_NAME, load_checkpoint
 
 # %% auto #0
@@ -96,7 +98,6 @@ def pack_model(run_dir, dest_dir, name: str, task: str, metrics: dict, command: 
                budget: int | None = None) -> Path:
     """Write run `run_dir` as the shipped model `dest_dir/name` (fp16 EMA weights, config, vocabulary, card),
     atomically."""
-    from elf_s2t_nb.pipeline import find_run
     _check_name(name)
     if task not in TASKS:
         raise ConfigError(f"task {task!r}: choose one of {', '.join(TASKS)}")
@@ -249,7 +250,6 @@ def shipped_for(task: str = "asr", root=None) -> dict:
 
 def load_shipped(name: str, root=None, device: str = "cpu", task: str | None = None):
     "The shipped model `name`, checked against its card and loaded as a `pipeline.Run` (float32 weights)."
-    from elf_s2t_nb.pipeline import load_run
     root = shipped_root(root)
     cards = shipped_models(root)
     if not (isinstance(name, str) and re.fullmatch(NAME_RE, name) and (root / name).is_dir()):

@@ -5,7 +5,6 @@
 # %% ../nbs/15_pipeline.ipynb #7d828ef6
 from __future__ import annotations
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,37 +12,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .core import Config, ConfigError, load_config, override, get_preset, seed_everything
-from .core import atomic_write_text, cache_dir, make_run_dir
-from .data import SOURCES, SpeechTextDataset, build_synth_split, length_batcher, load_verses
+from .command_corpus import command_sentences
+from .core import Config, ConfigError, load_config, override, seed_everything
+from .core import make_run_dir
+from .data import SOURCES, SpeechTextDataset, TextDataset, build_synth_split, length_batcher, load_verses
 from .whisper_encoder import WhisperEncoder, FeatureCache
-from .latents import TextEncoder, LatentCache
-from .model import ELF, load_elf_checkpoint
-from .projector import AudioProjector
+from .latents import TextEncoder, LatentCache, load_vocab, make_vocab, save_vocab
+from .model import ElfS2T, build_model, load_elf_checkpoint, resolve_checkpoint
+from .paper_data import build_hf_split
 from .run_state import CKPT_NAME, BatchStream, CheckpointError, load_checkpoint
-from .train import ElfS2T, decode_probe, train
+from .train import decode_probe, train
 from .audio import load_audio
 from .evaluate import transcribe_batches, score, save_jsonl, utterance_records
 
 # %% auto #0
-__all__ = ['model_config_for', 'build_model', 'init_backbone', 'CorpusVocab', 'FullVocab', 'make_vocab', 'TextDataset',
-           'train_texts', 'prepare_text', 'save_vocab', 'load_vocab', 'pretrain_text', 'speech_split',
-           'finetune_speech', 'run_stage', 'resume_config', 'train_run', 'Run', 'find_run', 'load_run',
-           'transcribe_arrays', 'transcribe_files', 'eval_run', 'data_command', 'bench_command']
-
-# %% ../nbs/15_pipeline.ipynb #fd0a9fe4
-def model_config_for(cfg: Config, n_audio: int, text_dim: int, vocab_size: int):
-    """The backbone's `ModelConfig`: sequence = `n_audio` audio slots + L text slots, latent width and
-    vocabulary of the text encoder."""
-    return dataclasses.replace(cfg.model, max_length=n_audio + cfg.latent.max_len, text_encoder_dim=text_dim,
-                               vocab_size=vocab_size, n_cond=n_audio)
-
-def build_model(cfg: Config, text_dim: int, vocab_size: int, d_whisper: int | None = None) -> ElfS2T:
-    "ELF backbone (+ audio projector when `d_whisper` is given), ready for `train`."
-    A = cfg.projector.n_slots if d_whisper else 0
-    elf = ELF(model_config_for(cfg, A, text_dim, vocab_size))
-    proj = AudioProjector.from_config(cfg.projector, d_whisper, text_dim) if d_whisper else None
-    return ElfS2T(elf, proj, cfg.flow)
+__all__ = ['init_backbone', 'train_texts', 'prepare_text', 'pretrain_text', 'speech_split', 'finetune_speech', 'run_stage',
+           'resume_config', 'train_run', 'Run', 'find_run', 'load_run', 'transcribe_arrays', 'transcribe_files',
+           'eval_run']
 
 # %% ../nbs/15_pipeline.ipynb #a2705944
 def init_backbone(model: ElfS2T, path) -> ElfS2T:
@@ -52,7 +37,6 @@ def init_backbone(model: ElfS2T, path) -> ElfS2T:
     path = Path(path)
     path = path / CKPT_NAME if path.is_dir() and (path / CKPT_NAME).is_file() else path
     if not path.is_file():                                             # an official folder or Hugging Face id
-        from elf_s2t_nb.gpu import resolve_checkpoint  # the paper-scale branch, only for official ids
         path = resolve_checkpoint(path)
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
@@ -73,90 +57,9 @@ def init_backbone(model: ElfS2T, path) -> ElfS2T:
         load_elf_checkpoint(model.elf, ck)  # official "params"/"ema_params1" layout
     return model
 
-# %% ../nbs/15_pipeline.ipynb #c706e19b
-class CorpusVocab:
-    """Decode-head vocabulary: the tokenizer ids seen in training text (EOS first, UNK second), mapped to
-    0..n-1."""
-    def __init__(self, text_encoder: TextEncoder, token_ids: list[int]):
-        unk = text_encoder.tokenizer.unk_token_id
-        special = [text_encoder.eos_id] + ([unk] if unk is not None else [])
-        self.tokens = special + sorted(set(token_ids) - set(special))            # compact id -> tokenizer id
-        self.text_encoder, self.unk = text_encoder, 1 if unk is not None else 0
-        self.table = torch.full((len(text_encoder.tokenizer),), self.unk, dtype=torch.long)
-        self.table[torch.tensor(self.tokens)] = torch.arange(len(self.tokens))
-    eos_id = 0
-    @property
-    def size(self) -> int:
-        return len(self.tokens)
-    @property
-    def dim(self) -> int:
-        return self.text_encoder.dim
-    def to_compact(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.table[ids.long()]
-
-    def to_tokenizer(self, ids) -> list[list[int]]:
-        return (
-            [[self.tokens[i] for i in row] for row in torch.as_tensor(ids).tolist()]
-            if torch.is_tensor(ids)
-            else [[self.tokens[i] for i in row] for row in ids]
-        )
-    def decode(self, ids) -> list[str]:
-        return self.text_encoder.decode_lists(self.to_tokenizer(ids))
-
-class FullVocab:
-    "The tokenizer's whole vocabulary (ELF's choice): ids pass through unchanged."
-
-    def __init__(self, text_encoder: TextEncoder):
-        self.text_encoder, self.eos_id = text_encoder, text_encoder.eos_id
-    @property
-    def size(self) -> int:
-        return self.text_encoder.vocab_size
-    @property
-    def dim(self) -> int:
-        return self.text_encoder.dim
-    def to_compact(self, ids):
-        return ids.long()
-    def decode(self, ids) -> list[str]:
-        return self.text_encoder.decode_lists(ids)
-
-# %% ../nbs/15_pipeline.ipynb #54261ccd
-def make_vocab(
-    cfg: Config,
-    text_encoder: TextEncoder,
-    train_ids: torch.Tensor | None = None,
-    saved: list[int] | None = None,
-):
-    "The vocabulary `cfg.latent.vocab` asks for: rebuilt from saved ids, or collected from the training ids."
-    if cfg.latent.vocab == "full":
-        return FullVocab(text_encoder)
-    if cfg.latent.vocab != "corpus":
-        raise ConfigError(f"latent.vocab must be 'corpus' or 'full', got {cfg.latent.vocab!r}")
-    if saved is None and train_ids is None:
-        raise ConfigError("a corpus vocabulary needs the training ids (or a saved vocab.json)")
-    return CorpusVocab(text_encoder, saved if saved is not None else torch.unique(train_ids).tolist())
-
-# %% ../nbs/15_pipeline.ipynb #a7534276
-class TextDataset(torch.utils.data.Dataset):
-    "Pre-encoded text examples; whole batches by fancy indexing (x0, ids, loss_mask, text)."
-    def __init__(self, ids: torch.Tensor, x0: torch.Tensor, texts: list[str]):
-        self.ids, self.x0, self.texts = ids.long(), x0.half(), list(texts)      # (N, L), (N, L, D)
-    def __len__(self):
-        return len(self.texts)
-    def __getitem__(self, i):
-        return self.__getitems__([i])
-    def __getitems__(self, idx) -> dict:
-        idx = torch.as_tensor(idx, dtype=torch.long)
-        return {
-            "x0": self.x0[idx].float(),
-            "ids": self.ids[idx],
-            "loss_mask": torch.ones(self.ids[idx].shape, dtype=torch.bool),
-            "text": [self.texts[i] for i in idx.tolist()],
-        }
-
 # %% ../nbs/15_pipeline.ipynb #f3e8e02e
 def train_texts(cfg: Config) -> list[str]:
     "The English training texts of `cfg.data.source` (unique, in order) within the word limits of `cfg.data`."
-    from elf_s2t_nb.command_corpus import command_sentences
     seen, out = set(), []
     for v in command_sentences("train") if cfg.data.source == "commands" else load_verses(split="train"):
         n = len(v["en"].split())
@@ -175,24 +78,6 @@ def prepare_text(cfg: Config, device: str = "cpu", limit: int = 0):
     return te, vocab, TextDataset(vocab.to_compact(ids), x0, texts)
 
 # %% ../nbs/15_pipeline.ipynb #573fc4fe
-def save_vocab(run_dir, vocab) -> Path:
-    "Write the run's vocabulary (`vocab.json`) so a run folder is self-contained."
-    toks = getattr(vocab, "tokens", None)
-    return atomic_write_text(
-        Path(run_dir) / "vocab.json", json.dumps({"kind": "corpus" if toks else "full", "tokens": toks})
-    )
-
-def load_vocab(run_dir, cfg: Config, te: TextEncoder):
-    "The vocabulary saved with a run."
-    p = Path(run_dir) / "vocab.json"
-    if not p.is_file():
-        raise CheckpointError(f"{p} is missing: the run folder is incomplete")
-    try:
-        d = json.loads(p.read_text())
-    except json.JSONDecodeError:
-        raise CheckpointError(f"{p} is damaged (not JSON)") from None
-    return make_vocab(cfg, te, saved=d["tokens"]) if d.get("kind") == "corpus" else FullVocab(te)
-
 def pretrain_text(
     cfg: Config, run_dir, resume: bool = False, device: str = "auto", progress: bool = True, limit: int = 0
 ) -> dict:
@@ -229,7 +114,6 @@ def speech_split(
             progress=progress,
         )
     else:  # the paper's data (notebook 05a); test sets scored whole
-        from elf_s2t_nb.paper_data import build_hf_split
         data = cfg.data if split == "train" else dataclasses.replace(cfg.data, min_words=0, max_words=0)
         ds = build_hf_split(
             data,
@@ -469,52 +353,3 @@ def eval_run(run, split: str = "test", overrides: list[str] = (), limit: int = 0
         run.dir / f"eval-{split}-cfg{sc.cfg_scale:g}-steps{sc.steps}.jsonl",
     )
     return scores
-
-# %% ../nbs/15_pipeline.ipynb #a2335d0a
-def data_command(
-    task: str = "asr", size: str = "demo", info: bool = False, overrides=(), progress: bool = True
-) -> dict:
-    """Build the synthetic corpus of a task at a size (counts and hours per split); `info`: only plan and
-    count."""
-    from elf_s2t_nb.demo import SIZES, stage_configs
-    cfg = stage_configs(override(get_preset("cpu-tiny"), list(overrides)), size, task)
-    out = {"task": task, "speech": cfg.data.src_lang, "whisper": cfg.whisper.name}
-    if info:
-        from elf_s2t_nb.data import audio_path, plan_split
-        for split in ("train", "dev", "test"):
-            specs = plan_split(cfg.data, split, cfg.train.seed)
-            spoken = sum(audio_path(cache_dir("corpus", "synth"), s).is_file() for s in specs)
-            out[split] = {"utterances": len(specs), "spoken": spoken}
-        return out
-    te, vocab, _ = prepare_text(cfg, limit=SIZES[size]["limit"])
-    whisper = WhisperEncoder(cfg.whisper.name, cfg.whisper.true_length, cfg.whisper.device)
-    for split in ("train", "dev", "test"):
-        ds = speech_split(cfg, split, whisper, te, vocab, progress)
-        out[split] = {"utterances": len(ds), "hours": round(sum(ds.seconds) / 3600, 4)}
-    return out
-
-def bench_command(run=None, out="bench", gpu: bool = False, quick: bool = False, task: str | None = None,
-                  progress: bool = True) -> str:
-    """The side-by-side benchmark of `run`, or of a small model trained on the spot: markdown (JSON beside it
-    in `out`)."""
-    if gpu:
-        from elf_s2t_nb.gpubench import gpu_bench, gpu_bench_markdown
-        res = gpu_bench("full" if torch.cuda.is_available() and not quick else "tiny")
-        md = gpu_bench_markdown(res)
-        atomic_write_text(Path(out) / "gpu_bench.json", json.dumps(res, indent=2, default=str))
-        atomic_write_text(Path(out) / "gpu_bench.md", md)
-        return md
-    from elf_s2t_nb.bench import run_bench, bench_markdown
-    if run is None:
-        from elf_s2t_nb.tiny import DEMO_STEPS, TEST_STEPS, tiny_demo
-        steps = TEST_STEPS if quick else DEMO_STEPS
-        print(f"no --run given: a small model ({steps} steps on 16 spoken verses, cached once trained); "
-              "pass --run RUN to measure a run of yours")
-        d = tiny_demo("asr", steps=steps, progress=progress)
-        model, cfg, vocab = d["model"], d["cfg"], d["vocab"]
-    else:
-        r = load_run(run, task=task)
-        if r.whisper is None:
-            raise ConfigError(f"{r.dir} is a text-only run: benchmark a speech run (asr or s2tt)")
-        model, cfg, vocab = r.model, r.cfg, r.vocab
-    return bench_markdown(run_bench(model, None, out, quick=quick, cfg=cfg, text_encoder=vocab))

@@ -10,16 +10,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .audio import HOP_LENGTH, SAMPLE_RATE
 from .core import ProjectorConfig, UserError
 
 # %% auto #0
-__all__ = ['SAMPLE_RATE', 'FRAME_SECONDS', 'n_slots_for', 'ProjectorInputError', 'AudioTruncationWarning', 'stack_frames',
-           'AudioProjector']
+__all__ = ['FRAME_SECONDS', 'n_slots_for', 'ProjectorInputError', 'AudioTruncationWarning', 'stack_frames', 'AudioProjector']
 
 # %% ../nbs/03_projector.ipynb #dfa0e743
-SAMPLE_RATE = 16_000
-# mel hop 160 samples x encoder conv stride 2 = 20 ms per Whisper frame
-FRAME_SECONDS = 2 * 160 / SAMPLE_RATE
+# mel hop (audio.HOP_LENGTH, 160 samples) x encoder conv stride 2 = 20 ms per Whisper frame
+FRAME_SECONDS = 2 * HOP_LENGTH / SAMPLE_RATE
 
 def n_slots_for(n_frames, stack: int = 4):
     """Slots needed for `n_frames` Whisper frames (int or tensor): ceil(n_frames / stack); a partial last slot

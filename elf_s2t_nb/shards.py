@@ -19,8 +19,7 @@ from .audio import WINDOW_SAMPLES
 from .core import UserError, atomic_torch_save, atomic_write_text
 
 # %% auto #0
-__all__ = ['INDEX', 'feature_cache_bytes', 'FeatureCacheError', 'precompute_features', 'FeatureShards', 'bucket_batches',
-           'padding_share', 'make_loader', 'collate_features']
+__all__ = ['INDEX', 'feature_cache_bytes', 'FeatureCacheError', 'precompute_features', 'FeatureShards', 'collate_features']
 
 # %% ../nbs/13a_feature_shards.ipynb #58a7f145
 def feature_cache_bytes(hours: float, d_whisper: int, frames_per_s: float = 50.0) -> float:
@@ -245,33 +244,6 @@ class FeatureShards(torch.utils.data.Dataset):
             "feat_len": n,
             **sh["meta"][j],
         }
-
-# %% ../nbs/13a_feature_shards.ipynb #3befe590
-def bucket_batches(lengths: list[int], batch_size: int, seed: int = 0, pool: int = 50) -> list[list[int]]:
-    """Length bucketing: shuffle, sort each pool of `pool` batches by length, cut into batches, shuffle the
-    batches."""
-    g = torch.Generator().manual_seed(seed)
-    perm, step, batches = torch.randperm(len(lengths), generator=g).tolist(), batch_size * pool, []
-    for p in range(0, len(perm), step):
-        chunk = sorted(perm[p:p + step], key=lambda i: lengths[i])
-        batches += [chunk[b:b + batch_size] for b in range(0, len(chunk), batch_size)]
-    return [batches[k] for k in torch.randperm(len(batches), generator=g).tolist()]
-
-def padding_share(batches: list[list[int]], lengths: list[int]) -> float:
-    "Share of the padded batch tensors that is padding."
-    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
-    return 1 - sum(lengths[i] for b in batches for i in b) / padded
-
-# %% ../nbs/13a_feature_shards.ipynb #9088fc36
-def make_loader(dataset, collate_fn, device: torch.device, batch_size: int | None = None, batch_sampler=None,
-                num_workers: int = 2, shuffle: bool = False) -> torch.utils.data.DataLoader:
-    """A DataLoader that pins host memory on CUDA (asynchronous copies) and keeps its workers alive between
-    epochs."""
-    kw = dict(collate_fn=collate_fn, pin_memory=device.type == "cuda", num_workers=num_workers,
-              persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers else None)
-    if batch_sampler is not None:
-        return torch.utils.data.DataLoader(dataset, batch_sampler=batch_sampler, **kw)
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, **kw)
 
 # %% ../nbs/13a_feature_shards.ipynb #8a1e924e
 def collate_features(items: list[dict], text_key: str = "text") -> dict:

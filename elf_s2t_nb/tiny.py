@@ -11,8 +11,15 @@ from pathlib import Path
 
 import torch
 
-from .core import Config, ConfigError, cache_dir, get_preset, seed_everything
-from .data import SpeechTextDataset, collate_speech
+from .audio import VOICES, synthesize
+from .core import cache_dir, Config, ConfigError, get_preset, seed_everything
+from .data import collate_speech, load_verses, SpeechTextDataset
+from .latents import make_vocab, save_vocab, TextEncoder
+from .model import build_model
+from .pipeline import load_run, speech_split
+from .run_state import CKPT_NAME, load_ema
+from .train import train
+from .whisper_encoder import FeatureCache, WhisperEncoder
 
 # %% auto #0
 __all__ = ['TEST_STEPS', 'DEMO_STEPS', 'demo_clips', 'clip_dataset', 'clip_batches', 'demo_config', 'tiny_demo', 'from_run']
@@ -22,8 +29,6 @@ def demo_clips(n: int = 16, task: str = "asr", variants=("",), rate: int = 175, 
                max_words: int = 7) -> list[dict]:
     """The first `n` verses of a split (at most `max_words` words), each spoken offline by every espeak-ng
     voice variant given."""
-    from elf_s2t_nb.audio import synthesize
-    from elf_s2t_nb.data import VOICES, load_verses
     if task not in ("asr", "s2tt"):
         raise ConfigError(f"task must be 'asr' or 's2tt', got '{task}'")
     lang = "en" if task == "asr" else "de"                    # the speech: English for ASR, German for S2TT
@@ -82,11 +87,6 @@ def tiny_demo(task: str = "asr", n_utts: int = 16, steps: int = 300, seed: int =
               train_voices=("m1", "f2", "m4"), eval_voice: str = "m7") -> dict:
     """A tiny ELF-S2T trained on `n_utts` spoken verses (cached): model, config, encoders, vocabulary, clips
     and batches."""
-    from elf_s2t_nb.latents import TextEncoder
-    from elf_s2t_nb.pipeline import build_model, make_vocab, save_vocab
-    from elf_s2t_nb.run_state import CKPT_NAME, load_ema
-    from elf_s2t_nb.train import train
-    from elf_s2t_nb.whisper_encoder import FeatureCache, WhisperEncoder
     cfg = demo_config(task, steps, seed)
     # every sentence in several voices
     clips = demo_clips(n_utts, task, variants=train_voices)
@@ -140,7 +140,6 @@ def tiny_demo(task: str = "asr", n_utts: int = 16, steps: int = 300, seed: int =
 def from_run(run_dir: str | Path, split: str = "test", limit: int = 64, device: str = "cpu") -> dict:
     """The `tiny_demo` dictionary for a run folder of `elf-s2t train`/`demo`: EMA model, encoders, `limit`
     examples of `split`."""
-    from elf_s2t_nb.pipeline import load_run, speech_split
     r = load_run(run_dir, device)
     if r.whisper is None:
         raise ConfigError(f"{run_dir} is a text-only run: there is no speech to evaluate")

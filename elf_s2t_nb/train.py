@@ -19,16 +19,18 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .core import CheckpointError, Config, ConfigError, FlowConfig, TrainConfig, UserError
-from .core import atomic_write_text, get_device, progress_bar, save_config, seed_everything
-from .flow import decoder_input, restore_cond, training_loss
+from .core import CheckpointError, Config, ConfigError, TrainConfig, UserError
+from .core import atomic_write_text, autocast_for, get_device, make_scaler, precision_policy, progress_bar
+from .core import save_config, seed_everything, setup_precision
+from .flow import decoder_input, restore_cond
+from .model import ElfS2T
 from .run_state import CKPT_NAME, BatchStream, DistInfo, init_distributed, load_checkpoint
 from .run_state import mean_over_ranks, rng_state, save_checkpoint, set_rng_state, unwrap
 
 # %% auto #0
-__all__ = ['split_params', 'Optimizers', 'make_optimizer', 'lr_at', 'set_lr', 'EMA', 'precision_policy', 'autocast_for',
-           'make_scaler', 'setup_precision', 'ElfS2T', 'decode_probe', 'DivergedError', 'TrainState', 'model_loss',
-           'to_device', 'split_batch', 'accumulate', 'train_step', 'log_metrics', 'read_metrics', 'train']
+__all__ = ['split_params', 'Optimizers', 'make_optimizer', 'lr_at', 'set_lr', 'EMA', 'decode_probe', 'DivergedError',
+           'TrainState', 'model_loss', 'to_device', 'split_batch', 'accumulate', 'train_step', 'log_metrics',
+           'read_metrics', 'train']
 
 # %% ../nbs/10_training.ipynb #6f4d098a
 def _muon_lr_scale(p: nn.Parameter, is_linear_weight: bool) -> float:
@@ -151,55 +153,6 @@ class EMA:
         return self.ema_model.state_dict()
     def load_state_dict(self, sd: dict):
         self.ema_model.load_state_dict(sd)
-
-# %% ../nbs/10_training.ipynb #339010fe
-def precision_policy(device: torch.device, enabled: bool = True,
-                     capability: tuple[int, int] | None = None) -> torch.dtype | None:
-    """The autocast dtype: bf16 on CUDA cards with native bf16 (capability >= 8.0), fp16 on older ones, None =
-    float32."""
-    if not enabled or device.type != "cuda":
-        return None
-    cap = tuple(capability) if capability is not None else torch.cuda.get_device_capability(device)
-    return torch.bfloat16 if cap >= (8, 0) else torch.float16
-
-def autocast_for(device: torch.device, bf16: bool = True, dtype: torch.dtype | None | str = "auto"):
-    "Autocast on CUDA in the policy's dtype (`bf16=False`: float32); a no-op context elsewhere."
-    dtype = precision_policy(device, bf16) if dtype == "auto" else dtype
-    return torch.autocast(device_type=device.type, dtype=dtype) if dtype is not None else nullcontext()
-
-def make_scaler(device: torch.device, dtype: torch.dtype | None) -> torch.amp.GradScaler:
-    "A GradScaler, enabled for fp16 only (bf16 and float32 need none)."
-    return torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-
-def setup_precision(device: torch.device):
-    "Allow TF32 tensor cores for float32 matmuls and convolutions on CUDA."
-    if device.type == "cuda":
-        torch.set_float32_matmul_precision("high")
-        torch.backends.cudnn.allow_tf32 = True
-
-# %% ../nbs/10_training.ipynb #25a49706
-class ElfS2T(nn.Module):
-    """The trainable part of ELF-S2T (ELF backbone + optional audio projector); calling it returns the flow
-    loss."""
-
-    def __init__(
-        self, elf: nn.Module, projector: nn.Module | None = None, flow_cfg: FlowConfig | None = None
-    ):
-        super().__init__()
-        self.elf, self.projector, self.flow_cfg = elf, projector, flow_cfg or FlowConfig()
-
-    def loss(
-        self, batch: dict, flow_cfg: FlowConfig | None = None, gen: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, dict]:
-        """`flow.training_loss` on a batch (x0, ids, loss_mask; plus features, feat_lens when there is a
-        projector)."""
-        # (B, A, D)
-        cond = None if self.projector is None else self.projector(batch["features"], batch["feat_lens"])[0]
-        return training_loss(self.elf, batch["x0"], batch["ids"], batch.get("loss_mask"), cond=cond,
-                             cfg=flow_cfg or self.flow_cfg, gen=gen)
-
-    def forward(self, batch: dict, gen: torch.Generator | None = None):
-        return self.loss(batch, self.flow_cfg, gen)
 
 # %% ../nbs/10_training.ipynb #0ac6e92f
 @torch.no_grad()

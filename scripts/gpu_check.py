@@ -11,10 +11,10 @@ import json, os, shutil, sys, time, dataclasses
 from pathlib import Path
 import torch
 from elf_s2t_nb.core import get_preset, override
-from elf_s2t_nb.model import ELF
+from elf_s2t_nb.model import ELF, ElfS2T
 from elf_s2t_nb.projector import AudioProjector
-from elf_s2t_nb.train import ElfS2T, train
-from elf_s2t_nb.gpubench import amp_dtype
+from elf_s2t_nb.train import train
+from elf_s2t_nb.core import precision_policy
 from elf_s2t_nb.run_state import BatchStream, CKPT_NAME, load_checkpoint
 OUT = Path(os.environ.get("OUT", "/tmp/out")); OUT.mkdir(parents=True, exist_ok=True)
 res = {}
@@ -37,7 +37,7 @@ class Synth:
         return {"x0": self.x0[ix], "ids": self.ids[ix], "features": self.feats[ix], "feat_lens": torch.full((len(ix),), self.T)}
 
 def build(cfg, V=500):
-    # pipeline.build_model does this too, but importing pipeline needs openai-whisper, which GPU images may lack
+    # model.build_model does this too (and sets n_cond); kept explicit so the script reads on its own
     elf = ELF(dataclasses.replace(cfg.model, max_length=cfg.projector.n_slots + cfg.latent.max_len, text_encoder_dim=384, vocab_size=V))
     return ElfS2T(elf, AudioProjector.from_config(cfg.projector, 384, 384), cfg.flow)
 
@@ -62,7 +62,7 @@ def main():
     ls = [r["loss"] for r in h]
     res["cuda_train"] = dict(steps=len(h), seconds=round(sec, 1), steps_per_s=round(len(h) / sec, 1), first10=sum(ls[:10]) / 10,
                              last10=sum(ls[-10:]) / 10, acc_last=h[-1].get("acc"), finite=all(map(lambda x: x == x, ls)),
-                             amp=str(amp_dtype(torch.device("cuda"))),
+                             amp=str(precision_policy(torch.device("cuda"))),
                              tf32=torch.backends.cuda.matmul.allow_tf32)
     print(json.dumps(res["cuda_train"]), flush=True)
     a, _, da = run("straight", 40)

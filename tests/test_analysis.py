@@ -108,7 +108,7 @@ def test_special_ids_in_compact_and_tokenizer_vocabularies():
     from elf_s2t_nb.analysis import special_ids
     class Tok: all_special_ids = [100, 101, 102]
     class TE: eos_id, tokenizer = 102, Tok()
-    class Compact:                                  # like pipeline.CorpusVocab: compact id -> tokenizer id
+    class Compact:                                  # like latents.CorpusVocab: compact id -> tokenizer id
         eos_id, tokens, text_encoder = 0, [102, 100, 7, 9, 101], TE()
     assert special_ids(TE()) == {100, 101, 102}
     assert special_ids(Compact()) == {0, 1, 4}

@@ -33,7 +33,7 @@ def test_plan_matches_the_verse_format_and_hides_test_voices():
     assert [list(s) for s in spec] == [list(plan_utterances(load_verses(), "de", "test", 1)[0])] * 50
     assert all(s["uid"].startswith("cmd-de-") for s in spec)
     assert {s["voice"].split("+")[1] for s in spec} <= set(cc.TEST_VARIANTS)
-    assert min(s["rate"] for s in cc.plan_command_utterances("en", "test")) < cc.RATES["train"][0]
+    assert min(s["rate"] for s in cc.plan_command_utterances("en", "test")) < cc.COMMAND_RATES["train"][0]
     with pytest.raises(ConfigError, match="no synthetic speech"):
         cc.plan_command_utterances("it")
 

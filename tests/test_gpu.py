@@ -11,12 +11,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from elf_s2t_nb.core import FlowConfig, ModelConfig, get_preset
 from elf_s2t_nb.flow import training_loss
-from elf_s2t_nb.gpu import (PUBLISHED, expected_numbers, load_official_elf, peak_flops, resolve_checkpoint, scale_batch,
-                            train_step_flops)
+from elf_s2t_nb.gpu import PUBLISHED, expected_numbers, peak_flops, scale_batch, train_step_flops
 from elf_s2t_nb.gpubench import GPUBenchError, bench_config, gpu_bench
-from elf_s2t_nb.model import ELF, CheckpointError
+from elf_s2t_nb.model import ELF, CheckpointError, load_official_elf, resolve_checkpoint
 from elf_s2t_nb.projector import AudioProjector
-from elf_s2t_nb.shards import FeatureCacheError, FeatureShards, bucket_batches, precompute_features
+from elf_s2t_nb.data import bucket_batches
+from elf_s2t_nb.shards import FeatureCacheError, FeatureShards, precompute_features
 
 TINY = ModelConfig(text_encoder_dim=32, max_length=16, hidden_size=64, depth=2, num_heads=4, bottleneck_dim=16, vocab_size=100)
 

@@ -24,7 +24,9 @@ from elf_s2t_nb.evaluate import transcribe_batches
 from elf_s2t_nb.latents import TextEncoder
 from elf_s2t_nb.models import (CARD_NAME, MODEL_FILES, SIZE_BUDGET, check_size_budget, file_sha256, load_shipped,
                                pack_model, shipped_for, shipped_models, shipped_root, verify_shipped)
-from elf_s2t_nb.pipeline import build_model, load_run, make_vocab, save_vocab, transcribe_files
+from elf_s2t_nb.latents import make_vocab, save_vocab
+from elf_s2t_nb.model import build_model
+from elf_s2t_nb.pipeline import load_run, transcribe_files
 from elf_s2t_nb.run_state import CKPT_NAME, save_checkpoint
 from elf_s2t_nb.whisper_encoder import WhisperEncoder
 

@@ -12,7 +12,8 @@ from torch import nn
 
 from elf_s2t_nb.core import Config, TrainConfig, UserError
 from elf_s2t_nb.run_state import CKPT_NAME, BatchStream, CheckpointError, load_checkpoint
-from elf_s2t_nb.train import (EMA, DivergedError, ElfS2T, lr_at, make_optimizer, read_metrics, split_params, train)
+from elf_s2t_nb.model import ElfS2T
+from elf_s2t_nb.train import (EMA, DivergedError, lr_at, make_optimizer, read_metrics, split_params, train)
 
 
 # ---------------------------------------------------------------- stand-ins
