@@ -26,3 +26,35 @@ def test_the_pattern_catches_a_citation():
     assert DESIGN_DOCS.search("the objective of ELF (`ELF_REFERENCE.md` §3)")
     assert DESIGN_DOCS.search("**Audio forcing** (ARCHITECTURE.md) moves")
     assert not DESIGN_DOCS.search("the objective of ELF (Hu et al., arXiv 2605.10938)")
+
+
+def _index_map():
+    import json
+    cells = json.loads((ROOT / "nbs" / "index.ipynb").read_text(encoding="utf-8"))["cells"]
+    text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    return re.findall(r"^\| \[([0-9][0-9a-z_]*)\]\(\1\.ipynb\) \|", text, re.M)
+
+
+def _readme_map():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Notebooks\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^\| `([0-9][0-9a-z_]*)` \|", section, re.M)
+
+
+def test_index_and_readme_map_the_same_notebooks_in_the_same_order():
+    notebooks = sorted(p.stem for p in (ROOT / "nbs").glob("[0-9]*.ipynb"))
+    index = _index_map()
+    assert sorted(index) == notebooks  # every notebook once, nothing that does not exist
+    assert _readme_map() == index
+
+
+def test_nbdev_leaves_the_hand_written_readme_alone(monkeypatch):
+    from nbdev.config import get_config
+    from nbdev.quarto import nbdev_readme
+    monkeypatch.chdir(ROOT)
+    cfg = get_config()
+    assert not (cfg.nbs_path / cfg.readme_nb).exists()  # so nbdev has no notebook to render README.md from
+    readme = ROOT / "README.md"
+    before = readme.read_bytes()
+    nbdev_readme.__wrapped__(chk_time=True)  # what nbdev_prepare and nbdev_docs call
+    assert readme.read_bytes() == before
