@@ -15,7 +15,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from .core import Config, ConfigError, CheckpointError, atomic_torch_save, get_device
-from .core import seed_everything
+from .core import progress_bar, seed_everything
 from .projector import stack_frames
 
 # %% auto #0
@@ -310,7 +310,6 @@ def train_ar(cfg: Config, run_dir, train_ds, vocab, seconds: float | None = None
              warmup: int = 50, schedule: str = "cosine", weight_decay: float = 0.01, ckpt_every: int = 500,
              device: str = "cpu", eval_fn=None, eval_every: int = 0) -> list[dict]:
     "Train the AR baseline on `train_ds` for `steps` or `seconds`, whichever ends first, into `run_dir`."
-    from tqdm.auto import tqdm
     from elf_s2t_nb.data import length_batcher
     from elf_s2t_nb.run_state import BatchStream
     from elf_s2t_nb.train import DivergedError, to_device
@@ -330,7 +329,7 @@ def train_ar(cfg: Config, run_dir, train_ds, vocab, seconds: float | None = None
                 seconds=seconds, steps=steps, device=str(dev))
     path, history, step, ckpt_step = run_dir / AR_CKPT, [], 0, 0
     run_dir.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=steps, unit="step", disable=not progress)
+    bar = progress_bar(total=steps, unit="step", disable=not progress)
     clock = time.perf_counter()
     while True:
         elapsed = time.perf_counter() - clock

@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from tqdm.auto import tqdm
 
 if TYPE_CHECKING:
     import pandas as pd
 
 from .core import Config, ConfigError, FlowConfig, InputFileError, ModelConfig, UserError
-from .core import get_device, get_preset, override
+from .core import get_device, get_preset, override, progress_bar
 from .model import ELF, CheckpointError, load_elf_checkpoint, swiglu_hidden
 from .projector import AudioProjector
 from .train import precision_policy
@@ -389,7 +388,7 @@ def run_recipe(
             batch_sampler=bucket_batches(test_ds.lengths, eval_batch_size),
             num_workers=0,
         )
-        bar = tqdm(loader, desc=f"decoding {name}", unit="batch", disable=not progress)
+        bar = progress_bar(loader, desc=f"decoding {name}", unit="batch", disable=not progress)
         r = transcribe_batches(model, bar, cfg.sample, text_encoder)
         scores[name] = {
             **score(r["hyps"], r["refs"]),
