@@ -58,3 +58,38 @@ def test_nbdev_leaves_the_hand_written_readme_alone(monkeypatch):
     before = readme.read_bytes()
     nbdev_readme.__wrapped__(chk_time=True)  # what nbdev_prepare and nbdev_docs call
     assert readme.read_bytes() == before
+
+
+def _truth_checks(source: str):
+    "`test_eq(cond, True)`-style checks in a cell: a condition compared with a bool instead of two values compared."
+    import ast
+    lines = [("#" + line[1:]) if line.lstrip().startswith(("%", "!")) else line for line in source.split("\n")]
+    try:
+        tree = ast.parse("\n".join(lines))
+    except SyntaxError:
+        return []
+    found = []
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Call) and getattr(n.func, "id", None) in ("test_eq", "test_ne") and len(n.args) == 2:
+            bools = [a for a in n.args if isinstance(a, ast.Constant) and isinstance(a.value, bool)]
+            other = [a for a in n.args if a not in bools]
+            # a flag read off an object (`loader.pin_memory`, `index["complete"]`) is a value, so it may be compared
+            if bools and other and not isinstance(other[0], (ast.Name, ast.Attribute, ast.Subscript)):
+                found.append(ast.unparse(n))
+    return found
+
+
+def test_notebook_checks_compare_values_not_truth():
+    import json
+    hits = []
+    for nb in sorted((ROOT / "nbs").glob("*.ipynb")):
+        for cell in json.loads(nb.read_text(encoding="utf-8"))["cells"]:
+            if cell["cell_type"] == "code":
+                hits += [f"{nb.name}: {h}" for h in _truth_checks("".join(cell["source"]))]
+    assert hits == [], "compare the values (test_eq(x, 3), test(a, b, lt)), not a condition with True:\n" + "\n".join(hits)
+
+
+def test_truth_checks_are_found():
+    assert _truth_checks("test_eq(a < b, True); test_ne(all(x), False)\ntest_eq(n, 3)") == [
+        "test_eq(a < b, True)", "test_ne(all(x), False)"]
+    assert _truth_checks("%time f()\ntest_eq(loader.pin_memory, False); test_eq(d['complete'], True)") == []

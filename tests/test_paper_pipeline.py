@@ -72,7 +72,7 @@ def test_paper_sources_refuse_what_cannot_work(stand_ins, tmp_path):
 def test_cli_train_on_the_paper_source(source, stand_ins, tmp_path, capsys):
     "`elf-s2t train` through `cli.main` on a hub-layout stand-in: a speech run from scratch on that source."
     from elf_s2t_nb.cli import main
-    kw = ([f"data.source=librispeech", f"data.path={stand_ins / 'ls'}"] if source == "librispeech" else
+    kw = (["data.source=librispeech", f"data.path={stand_ins / 'ls'}"] if source == "librispeech" else
           ["data.source=covost2", "data.task=s2tt", "data.src_lang=de", f"data.path={stand_ins / 'cv'}"])
     sets = [a for s in ["latent.vocab=full", "train.steps=2", "train.warmup_steps=1", "train.ckpt_every=1",
                         "train.log_every=1", "data.batch_size=2", "model.hidden_size=32", "model.depth=1",

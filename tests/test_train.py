@@ -82,7 +82,6 @@ def test_muon_step_size_matches_elf_for_kernels():
 
 
 def test_elf_parameters_split_as_elf():
-    pytest.importorskip("elf_s2t_nb.model")
     from elf_s2t_nb.model import ELF_cpu_tiny
     model = ElfS2T(ELF_cpu_tiny(max_length=8, vocab_size=50, hidden_size=32, depth=1, num_heads=2))
     groups, adam = split_params(model)
@@ -135,7 +134,7 @@ def test_stream_with_whole_batch_dataset_and_batcher():
 
 def test_speech_batches_from_data_py(tmp_path):
     "Stage 2 end to end on tiny tensors: data.SpeechTextDataset -> ElfS2T(ELF, AudioProjector) -> train, exact resume."
-    data = pytest.importorskip("elf_s2t_nb.data")
+    from elf_s2t_nb import data
     from elf_s2t_nb.model import ELF_cpu_tiny
     from elf_s2t_nb.projector import AudioProjector
     g = torch.Generator().manual_seed(0)
@@ -173,7 +172,6 @@ def test_resume_is_exact(tmp_path, optimizer):
 
 
 def test_resume_is_exact_with_elf_flow_loss(tmp_path):
-    pytest.importorskip("elf_s2t_nb.model"); pytest.importorskip("elf_s2t_nb.flow")
     from elf_s2t_nb.model import ELF_cpu_tiny
     def model_fn():
         torch.manual_seed(0)
