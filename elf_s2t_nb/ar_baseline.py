@@ -15,7 +15,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from .core import atomic_torch_save, CheckpointError, Config, ConfigError, get_device, load_config
-from .core import seed_everything, sync_device
+from .core import progress_bar, seed_everything, sync_device
 from .data import length_batcher
 from .evaluate import EvalError, save_jsonl, score, utterance_records
 from .latents import FullVocab, load_vocab, make_vocab, TextEncoder
@@ -308,7 +308,6 @@ def train_ar(cfg: Config, run_dir, train_ds, vocab, seconds: float | None = None
              warmup: int = 50, schedule: str = "cosine", weight_decay: float = 0.01, ckpt_every: int = 500,
              device: str = "cpu", eval_fn=None, eval_every: int = 0) -> list[dict]:
     "Train the AR baseline on `train_ds` for `steps` or `seconds`, whichever ends first, into `run_dir`."
-    from tqdm.auto import tqdm
     if seconds is None and steps is None:
         steps = cfg.train.steps
     if (seconds is not None and seconds <= 0) or (steps is not None and steps <= 0):
@@ -325,7 +324,7 @@ def train_ar(cfg: Config, run_dir, train_ds, vocab, seconds: float | None = None
                 seconds=seconds, steps=steps, device=str(dev))
     path, history, step, ckpt_step = run_dir / AR_CKPT, [], 0, 0
     run_dir.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=steps, unit="step", disable=not progress)
+    bar = progress_bar(total=steps, unit="step", disable=not progress)
     clock = time.perf_counter()
     while True:
         elapsed = time.perf_counter() - clock

@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from tqdm.auto import tqdm
 
 if TYPE_CHECKING:
     import pandas as pd
 
-from .core import Config, ConfigError, FlowConfig, ModelConfig, UserError
-from .core import get_device, get_preset, override, precision_policy
+from .core import Config, ConfigError, FlowConfig, InputFileError, ModelConfig, UserError
+from .core import get_device, get_preset, override, precision_policy, progress_bar
 from .evaluate import score, transcribe_batches
 from .latents import TextEncoder
 from .model import ELF, ElfS2T, load_official_elf, resolve_checkpoint, swiglu_hidden
@@ -297,7 +296,7 @@ def run_recipe(
             batch_sampler=bucket_batches(test_ds.lengths, eval_batch_size),
             num_workers=0,
         )
-        bar = tqdm(loader, desc=f"decoding {name}", unit="batch", disable=not progress)
+        bar = progress_bar(loader, desc=f"decoding {name}", unit="batch", disable=not progress)
         r = transcribe_batches(model, bar, cfg.sample, text_encoder)
         scores[name] = {
             **score(r["hyps"], r["refs"]),

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .audio import WINDOW_SAMPLES
-from .core import UserError, atomic_torch_save, atomic_write_text
+from .core import UserError, atomic_torch_save, atomic_write_text, progress_bar
 
 # %% auto #0
 __all__ = ['INDEX', 'feature_cache_bytes', 'FeatureCacheError', 'precompute_features', 'FeatureShards', 'collate_features']
@@ -171,7 +170,8 @@ def precompute_features(dataset_iter,
         or getattr(dataset_iter, "n", None)
         or (len(dataset_iter) if hasattr(dataset_iter, "__len__") else None)
     )
-    bar = tqdm(total=total, initial=done, unit="clip", desc=f"caching {folder.name}", disable=not progress)
+    bar = progress_bar(total=total, initial=done, unit="clip", desc=f"caching {folder.name}",
+                       disable=not progress)
     try:
         while chunk := list(islice(it, shard_size)):
             index["shards"].append(_write_shard(folder, len(index["shards"]), chunk, encoder, batch_size))

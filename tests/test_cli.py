@@ -50,9 +50,11 @@ def clip(demo) -> Path:
 def test_help_of_every_command(capsys):
     code, out, _ = run(capsys, "--help")
     assert code == 0 and "transcribe" in out
-    for cmd in ("demo", "train", "eval", "transcribe", "data", "bench", "config"):
+    for cmd in ("demo", "train", "eval", "transcribe", "models", "data", "bench", "config"):
         code, out, _ = run(capsys, cmd, "--help")
         assert (code, out.split()[:2]) == (0, ["usage:", "elf-s2t"]), cmd
+    # what `bench` does without --run, as test_bench_trains_its_model_on_the_spot checks it does
+    assert "default: a small model trained on the spot" in " ".join(run(capsys, "bench", "--help")[1].split())
     assert "cpu-small" in run(capsys, "train", "--help")[1]          # the presets are listed
     assert run(capsys, "eval")[0] == 2                                # argparse: the run is missing
     assert run(capsys, "nosuchcommand")[0] == 2
@@ -143,6 +145,13 @@ def test_eval_accepts_a_demo_folder(capsys, demo):
     assert 0 <= d["wer"] and (demo / "asr" / "eval-test-cfg1.5-steps2.jsonl").is_file()
     user_error(capsys, "eval", demo / "text", says="text-only run")
     user_error(capsys, "eval", demo, "--task", "s2tt", says="no s2tt run")
+
+
+def test_eval_mistakes(capsys, tmp_path, demo):
+    user_error(capsys, "eval", tmp_path / "nope", says="run folder not found")
+    user_error(capsys, "eval", tmp_path, says="not a run folder")
+    user_error(capsys, "eval", demo, "--set", "sample.stepz=2", says="sample.stepz")
+    user_error(capsys, "eval", demo, "--steps", "0", "--limit", "1", says="steps")
 
 
 def test_transcribe_a_demo_folder_or_its_run(capsys, demo, clip):

