@@ -377,7 +377,7 @@ def speech_lang(cfg: DataConfig) -> str:
         return cfg.src_lang
     raise ConfigError(f"unknown data.task {cfg.task!r}; choose asr or s2tt")
 
-SOURCES = ("synth", "commands")   # the offline corpora: verses (here), spoken commands (04a_command_corpus)
+SOURCES = ("synth", "commands")   # the offline corpora: verses (here), spoken commands (06_command_corpus)
 
 def plan_split(cfg: DataConfig, split: str, seed: int = 0, skips: Counter | None = None) -> list[dict]:
     "The utterance specs of one split of the offline corpus `cfg.source`, in the language of `cfg.task`."

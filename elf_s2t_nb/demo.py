@@ -88,7 +88,7 @@ SOURCE_SETS = {  # sequence lengths per corpus (on top of the preset)
     "commands": ["latent.max_len=16", "projector.n_slots=32"],
     "synth": [],
 }
-# The text stage keeps the settings it was measured best with (notebook 10d: the speech stage's audio forcing
+# The text stage keeps the settings it was measured best with (notebook 24: the speech stage's audio forcing
 # and short EMA in the text stage too gave a worse backbone); the speech stage takes the preset's.
 TEXT_STAGE = ["flow.decoder_prob=0.2", "flow.decoder_p_mean=-0.5", "flow.decoder_noise_scale=1.0",
               "flow.self_cond_prob=0.5", "train.lr=1e-3", "train.ema_decay=0.995"]

@@ -113,7 +113,7 @@ def speech_split(
             seed=cfg.train.seed,
             progress=progress,
         )
-    else:  # the paper's data (notebook 05a); test sets scored whole
+    else:  # the paper's data (notebook 08); test sets scored whole
         data = cfg.data if split == "train" else dataclasses.replace(cfg.data, min_words=0, max_words=0)
         ds = build_hf_split(
             data,

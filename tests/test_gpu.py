@@ -1,4 +1,4 @@
-"""Fast checks of the paper-scale helpers (gpu, gpubench, shards) on CPU; the notebooks 13/13a/13b test the rest."""
+"""Fast checks of the paper-scale helpers (gpu, gpubench, shards) on CPU; the notebooks 25/26/27 test the rest."""
 import json, os
 from pathlib import Path
 from unittest import mock
