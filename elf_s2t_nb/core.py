@@ -306,7 +306,7 @@ def _parse_scalar(s: str):
 
 # %% ../nbs/00_core.ipynb #e72a97e6
 def _cpu_tiny() -> Config:
-    "The CPU preset; its learning settings are the winners of the fixed-budget ablations of notebook 10d."
+    "The CPU preset; its learning settings are the winners of the fixed-budget ablations of notebook 24."
     return Config(
         name="cpu-tiny",
         # 8 frames a slot (160 ms) x 40 slots = 6.4 s:

@@ -1,4 +1,4 @@
-"""The command corpus (`command_corpus`, unit-tested in 04a_command_corpus) as `data` and `pipeline` use it (offline)."""
+"""The command corpus (`command_corpus`, unit-tested in 06_command_corpus) as `data` and `pipeline` use it (offline)."""
 import pytest
 from elf_s2t_nb import command_corpus as cc
 from elf_s2t_nb.core import ConfigError, DataConfig

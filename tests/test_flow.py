@@ -1,4 +1,4 @@
-"""The flow-matching loss (`flow`, taught and unit-tested in 07_flow_matching) with the real ELF network (`model`)."""
+"""The flow-matching loss (`flow`, taught and unit-tested in 09_flow) with the real ELF network (`model`)."""
 import torch
 
 from elf_s2t_nb import model as model_mod

@@ -2,19 +2,24 @@
 acyclic), always at the top of the module, never inside a function (lazy imports are for optional third-party
 packages only: huggingface_hub, datasets, pandas, matplotlib, ipywidgets, ...)."""
 import ast
+import json
+import re
 from pathlib import Path
 
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "elf_s2t_nb"
+NBS = PKG.parent / "nbs"
 
-# Every module of the package, in an order each may import only from the modules listed before it.
+# Every module of the package, in an order each may import only from the modules listed before it: the order of
+# the notebooks (nbs/NN_MODULE.ipynb), which test_notebook_order below checks.
 LAYERS = [
     "core",                      # errors, config, device, atomic I/O, timing, precision policy, progress
-    "audio", "command_corpus",   # building blocks
+    "audio",                     # building blocks
     "whisper_weights", "whisper_encoder",
     "projector",
     "latents",                   # text encoder and the decode-head vocabularies
+    "command_corpus",
     "data",                      # corpora, datasets, length bucketing, loaders
     "paper_data",                # the paper's hub datasets (LibriSpeech, CoVoST 2)
     "flow",
@@ -23,11 +28,12 @@ LAYERS = [
     "run_state",
     "train",
     "evaluate",
-    "shards", "gpu", "gpubench",  # the paper-scale GPU branch
     "pipeline",                  # stages, run folders, transcription
+    "tiny",
     "analysis", "explorer",
-    "tiny", "bench", "ar_baseline", "models",
+    "bench", "ar_baseline", "models",
     "demo",
+    "shards", "gpu", "gpubench",  # the paper-scale GPU branch
     "cli",
 ]
 
@@ -139,3 +145,63 @@ def test_one_module_defines_each_public_name():
                     where.setdefault(n, set()).add(m)
     twice = {n: sorted(ms) for n, ms in where.items() if len(ms) > 1}
     assert not twice, f"defined in several modules (rename one, or import it from the other): {twice}"
+
+
+# Notebooks: one reading order. nbs/NN_MODULE.ipynb exports MODULE (the teaching notebooks without a module keep a
+# descriptive name), and a notebook imports, in any code or test cell, only modules of the notebooks before it.
+# The exceptions below are test cells that need a later notebook's helper and cannot move without restructuring
+# modules; each says why. A stale entry fails.
+FORWARD_IMPORTS = {
+    # The worked examples (test cells) evaluate the small trained model of 17_tiny (`tiny_demo`, `from_run`), and
+    # tiny loads runs through pipeline, which scores with evaluate: the notebook teaches evaluate's functions
+    # first and uses them on a model from a later notebook.
+    ("15_evaluate", "tiny"): "evaluated on the tiny demo model",
+}
+
+
+def notebooks() -> list[Path]:
+    return sorted(p for p in NBS.glob("*.ipynb") if re.match(r"\d\d_", p.name))
+
+
+def notebook_cells(nb: Path) -> list[str]:
+    return ["".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+def notebook_module(nb: Path) -> str | None:
+    found = [m.group(1) for s in notebook_cells(nb) for m in re.finditer(r"^#\|\s*default_exp\s+(\S+)", s, re.M)]
+    return found[0] if found else None
+
+
+def notebook_imports(nb: Path) -> set[str]:
+    "Package modules imported anywhere in the notebook's code cells (magics and shell lines left out)."
+    out = set()
+    for src in notebook_cells(nb):
+        code = "\n".join("" if ln.lstrip().startswith(("%", "!")) else ln for ln in src.splitlines())
+        out |= {t for n in ast.walk(ast.parse(code, nb.name)) for t in project_targets(n) if t}
+    return out
+
+
+def test_notebooks_are_named_after_their_modules():
+    nbs = notebooks()
+    assert [int(p.name[:2]) for p in nbs] == list(range(len(nbs))), "number the notebooks 00, 01, ... without gaps"
+    for p in nbs:
+        mod = notebook_module(p)
+        assert mod is None or p.stem[3:] == mod, f"{p.name} exports {mod}: name it {p.name[:3]}{mod}.ipynb"
+    mods = [m for m in map(notebook_module, nbs) if m]
+    assert mods == LAYERS, "the notebooks' modules, in file order, must be LAYERS"
+
+
+@pytest.mark.parametrize("nb", notebooks(), ids=lambda p: p.stem)
+def test_notebook_order(nb):
+    "A notebook imports (in its code and test cells) only modules of the notebooks before it."
+    where = {notebook_module(p): p.stem for p in notebooks()}
+    later = sorted(m for m in notebook_imports(nb) - {notebook_module(nb)}
+                   if m in where and where[m] > nb.stem and (nb.stem, m) not in FORWARD_IMPORTS)
+    assert not later, f"{nb.name} imports {later}, whose notebooks come after it ({[where[m] for m in later]})"
+
+
+def test_forward_imports_are_current():
+    where = {notebook_module(p): p.stem for p in notebooks()}
+    for stem, mod in FORWARD_IMPORTS:
+        nb = NBS / f"{stem}.ipynb"
+        assert nb.is_file() and mod in notebook_imports(nb) and where[mod] > stem, f"stale exception {stem} -> {mod}"

@@ -1,4 +1,4 @@
-"""The sampler (`sampling`, taught and unit-tested in 09_cfg_sampling) driving the real ELF network (`model`)."""
+"""The sampler (`sampling`, taught and unit-tested in 11_sampling) driving the real ELF network (`model`)."""
 import pytest
 import torch
 

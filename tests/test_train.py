@@ -1,4 +1,4 @@
-"""The training loop (`train`, taught in 10_training) with the run state it saves (`run_state`, 09a) beyond the
+"""The training loop (`train`, taught in 14_train) with the run state it saves (`run_state`, 13_run_state) beyond the
 notebooks: Muon's step size, exact resume of every part of the state, NaN and damage handling, the metrics log, stage 2
 on `data`'s datasets, and two-process DDP.
 

@@ -1,4 +1,4 @@
-"""`whisper_weights` and `whisper_encoder` (taught in 01a and 02) beyond their notebooks: every way a CTranslate2 file or a
+"""`whisper_weights` and `whisper_encoder` (taught in 02_whisper_weights and 03_whisper_encoder) beyond their notebooks: every way a CTranslate2 file or a
 cached feature can be damaged, the offline/online loading paths, and the encoder against openai-whisper."""
 import struct
 import warnings

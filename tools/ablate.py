@@ -2,7 +2,7 @@
 """One fixed-budget ablation run: text pretraining (cached per settings), speech fine-tuning, test-split
 scores.
 
-The learning ablations of this project (notebook 10d_learning) were measured with this script, one process per
+The learning ablations of this project (notebook 24_learning) were measured with this script, one process per
 run, one torch thread each, on the 2-core CPU machine:
 
     python tools/ablate.py --name S3 --seed 0 --steps 600 \\
