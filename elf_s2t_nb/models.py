@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+from copy import deepcopy
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,14 +19,16 @@ import torch
 import elf_s2t_nb
 
 from .core import atomic_torch_save, atomic_write_bytes, atomic_write_text, CheckpointError
-from .core import ConfigError
-from .pipeline import find_run, load_run
+from .audio import load_audio
+from .core import cache_dir, ConfigError
+from .data import audio_path, plan_split, SOURCES
+from .pipeline import find_run, load_run, speech_split
 from .run_state import CKPT_NAME, load_checkpoint
 
 # %% auto #0
 __all__ = ['SHIPPED_ENV', 'CARD_NAME', 'MODEL_FILES', 'REINSTALL', 'TASKS', 'NAME_RE', 'SIZE_BUDGET', 'shipped_root',
            'file_sha256', 'pack_model', 'check_size_budget', 'shipped_models', 'format_card', 'verify_shipped',
-           'shipped_for', 'load_shipped']
+           'shipped_for', 'load_shipped', 'shipped_run']
 
 # %% ../nbs/22_models.ipynb #ca5c7d15
 SHIPPED_ENV = "ELF_S2T_SHIPPED"
@@ -260,3 +263,50 @@ def load_shipped(name: str, root=None, device: str = "cpu", task: str | None = N
     run = load_run(root / name, device)
     run.model.float()
     return run
+
+# %% ../nbs/22_models.ipynb #b33db8fa
+def _split_prefix(cfg, split: str, run, limit: int):
+    "The first `limit` utterances (0: all) of `split` as `speech_split` builds them, and its config."
+    n_all = cfg.data.n_eval
+    n = limit if cfg.data.source == "commands" and split != "train" and 0 < limit < n_all else n_all
+    while True:
+        # the command corpus plans a split as a prefix of one seeded order and filters clip by clip, so
+        # planning fewer utterances gives the first ones of the whole split: only those are spoken and encoded
+        c = deepcopy(cfg)
+        c.data.n_eval = n
+        ds = speech_split(c, split, run.whisper, run.text_encoder, run.vocab, progress=False)
+        if not limit or len(ds) >= limit or n == n_all:
+            return ds, c
+        n = min(2 * n, n_all)
+
+def shipped_run(name: str, split: str = "test", limit: int = 64, root=None, device: str = "cpu") -> dict:
+    """Shipped model `name` with the first `limit` utterances (0: all) of its corpus's `split`, batched as
+    `elf-s2t eval` does."""
+    run = load_shipped(name, root, device)
+    ds, cfg = _split_prefix(run.cfg, split, run, limit)
+    n = min(limit or len(ds), len(ds))
+    # batches of 32 in split order, as pipeline.eval_run
+    batches = [ds.__getitems__(list(range(s, min(s + 32, n)))) for s in range(0, n, 32)]
+    clips = None
+    if cfg.data.source in SOURCES:  # an offline corpus: the clips are in the corpus cache
+        specs = {s["uid"]: s for s in plan_split(cfg.data, split, cfg.train.seed)}
+        root_audio = cache_dir("corpus", "synth")
+        clips = [
+            dict(uid=u, text=t, source=specs[u]["speech_text"],
+                 audio=load_audio(audio_path(root_audio, specs[u])))
+            for u, t in zip(ds.uids[:n], ds.texts[:n])
+        ]
+    return dict(
+        model=run.model,
+        cfg=run.cfg,
+        text_encoder=run.text_encoder,
+        vocab=run.vocab,
+        whisper=run.whisper,
+        run_dir=run.dir,
+        card=_read_card(run.dir / CARD_NAME),
+        split=split,
+        clips=None,
+        eval_clips=clips,
+        train_batches=None,
+        eval_batches=batches,
+    )

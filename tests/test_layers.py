@@ -156,6 +156,11 @@ FORWARD_IMPORTS = {
     # tiny loads runs through pipeline, which scores with evaluate: the notebook teaches evaluate's functions
     # first and uses them on a model from a later notebook.
     ("15_evaluate", "tiny"): "evaluated on the tiny demo model",
+    # The evaluation, error-analysis and explorer notebooks demonstrate their functions on the trained models
+    # shipped with the package (22_models loads them, through pipeline): a working model in seconds.
+    ("15_evaluate", "models"): "evaluated on the shipped models",
+    ("18_analysis", "models"): "analysed on the shipped models",
+    ("19_explorer", "models"): "explored on the shipped ASR model",
 }
 
 
