@@ -16,7 +16,7 @@ import torch
 if TYPE_CHECKING:
     import pandas as pd
 
-from .core import Config, ConfigError, FlowConfig, InputFileError, ModelConfig, UserError
+from .core import Config, ConfigError, FlowConfig, ModelConfig, UserError
 from .core import get_device, get_preset, override, precision_policy, progress_bar
 from .evaluate import score, transcribe_batches
 from .latents import TextEncoder
