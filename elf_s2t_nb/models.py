@@ -24,6 +24,7 @@ from .core import cache_dir, ConfigError
 from .data import audio_path, plan_split, SOURCES
 from .pipeline import find_run, load_run, speech_split
 from .run_state import CKPT_NAME, load_checkpoint
+from .tiny import run_dict
 
 # %% auto #0
 __all__ = ['SHIPPED_ENV', 'CARD_NAME', 'MODEL_FILES', 'REINSTALL', 'TASKS', 'NAME_RE', 'SIZE_BUDGET', 'shipped_root',
@@ -296,17 +297,4 @@ def shipped_run(name: str, split: str = "test", limit: int = 64, root=None, devi
                  audio=load_audio(audio_path(root_audio, specs[u])))
             for u, t in zip(ds.uids[:n], ds.texts[:n])
         ]
-    return dict(
-        model=run.model,
-        cfg=run.cfg,
-        text_encoder=run.text_encoder,
-        vocab=run.vocab,
-        whisper=run.whisper,
-        run_dir=run.dir,
-        card=_read_card(run.dir / CARD_NAME),
-        split=split,
-        clips=None,
-        eval_clips=clips,
-        train_batches=None,
-        eval_batches=batches,
-    )
+    return run_dict(run, batches, eval_clips=clips, card=_read_card(run.dir / CARD_NAME), split=split)

@@ -22,7 +22,8 @@ from .train import train
 from .whisper_encoder import FeatureCache, WhisperEncoder
 
 # %% auto #0
-__all__ = ['TEST_STEPS', 'DEMO_STEPS', 'demo_clips', 'clip_dataset', 'clip_batches', 'demo_config', 'tiny_demo', 'from_run']
+__all__ = ['TEST_STEPS', 'DEMO_STEPS', 'demo_clips', 'clip_dataset', 'clip_batches', 'demo_config', 'tiny_demo', 'from_run',
+           'run_dict']
 
 # %% ../nbs/17_tiny.ipynb #087dbd74
 def demo_clips(n: int = 16, task: str = "asr", variants=("",), rate: int = 175, split: str = "train",
@@ -146,15 +147,10 @@ def from_run(run_dir: str | Path, split: str = "test", limit: int = 64, device: 
     ds = speech_split(r.cfg, split, r.whisper, r.text_encoder, r.vocab, progress=False)
     n, bs = min(limit, len(ds)), r.cfg.data.batch_size
     batches = [ds.__getitems__(list(range(s, min(s + bs, n)))) for s in range(0, n, bs)]
-    return dict(
-        model=r.model,
-        cfg=r.cfg,
-        text_encoder=r.text_encoder,
-        vocab=r.vocab,
-        whisper=r.whisper,
-        run_dir=Path(run_dir),
-        clips=None,
-        eval_clips=None,
-        train_batches=None,
-        eval_batches=batches,
-    )
+    return run_dict(r, batches, run_dir=Path(run_dir))
+
+def run_dict(r, eval_batches: list[dict], run_dir: Path | None = None, eval_clips=None, **extra) -> dict:
+    "The `tiny_demo` dictionary for a loaded run `r` (a `pipeline.Run`) and its evaluation batches."
+    return dict(model=r.model, cfg=r.cfg, text_encoder=r.text_encoder, vocab=r.vocab, whisper=r.whisper,
+                run_dir=run_dir or r.dir, clips=None, eval_clips=eval_clips, train_batches=None,
+                eval_batches=eval_batches, **extra)
